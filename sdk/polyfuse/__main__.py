@@ -1,0 +1,5 @@
+"""Run the command-line interface with ``python -m polyfuse``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""Atomic file writes and safetensors helpers shared by models, checkpoints and indexes.
+
+Every file is written to a temporary name in the same folder, flushed to disk and then
+renamed over the target, so a reader sees either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary_path)``, fsync the result and rename it to ``path``.
+
+    The temporary file lives beside ``path`` so the rename stays on one file system. On any
+    error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        write(temporary_path)
+        _fsync_file(temporary_path)
+        os.replace(temporary_path, path)
+        _fsync_directory(path.parent)
+    except BaseException:
+        temporary_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda temporary: temporary.write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """Write tensors atomically as safetensors, moved to the CPU and made contiguous first.
+
+    Moving to the CPU is what lets a model saved on a GPU load on a machine without one.
+    """
+    from safetensors.torch import save_file
+
+    cpu_tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
+    return atomic_write(path, lambda temporary: save_file(cpu_tensors, str(temporary), metadata=metadata))
+
+
+def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file onto ``device``; return the tensors and the header metadata."""
+    from safetensors import safe_open
+
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt", device=str(device)) as handle:
+        metadata = dict(handle.metadata() or {})
+        for name in handle.keys():
+            tensors[name] = handle.get_tensor(name)
+    return tensors, metadata
+
+
+def sha256_of_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def iter_stale_files(folder: Path, pattern: str, keep: set[str]) -> Iterator[Path]:
+    """Yield files in ``folder`` matching ``pattern`` whose names are not in ``keep``."""
+    for candidate in folder.glob(pattern):
+        if candidate.name not in keep:
+            yield candidate
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_directory(folder: Path) -> None:
+    # Persists the rename itself; some file systems do not support opening a directory.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
