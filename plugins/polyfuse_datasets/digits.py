@@ -33,11 +33,21 @@ DEFAULT_CACHE_NAME = ".sources"  # cache folder inside ``out`` when neither the 
 
 DIGITS_TRAIN_CONFIG: dict[str, Any] = {
     "model": {"latent_dim": 32, "fusion": "mopoe"},
-    "training": {"epochs": 40, "batch_size": 128},
+    "training": {"epochs": 60, "batch_size": 128, "alignment_weight": 50.0, "kl_warmup_steps": 1000},
     "modalities": {
-        "image": {"size": [28, 28], "channels": 1, "background": [0, 0, 0]},
-        "audio": {"sample_rate": 8000, "duration": 1.0, "n_fft": 256, "hop_length": 128, "n_mels": 64},
-        "sensor": {"sample_rate": 10.0, "input_sample_rate": 10.0, "channels": 3, "length": 64, "length_mode": "resample"},
+        "image": {
+            "size": [28, 28], "channels": 1, "background": [0, 0, 0],
+            "augment_shift": 0.08, "augment_rotate": 10.0, "augment_scale": 0.1,
+        },
+        "audio": {
+            "sample_rate": 8000, "duration": 1.0, "n_fft": 256, "hop_length": 128, "n_mels": 40, "width": 16,
+            "augment_gain_db": 6.0, "augment_shift": 0.1, "augment_noise_probability": 0.3, "augment_snr_db": [0.0, 30.0],
+        },
+        "sensor": {
+            "sample_rate": 10.0, "input_sample_rate": 10.0, "channels": 3, "channel_names": ["x", "y", "pen_up"],
+            "length": 64, "length_mode": "resample", "normalize": "series", "normalize_channels": [0, 1],
+            "augment_rotate": 10.0, "augment_scale": 0.1, "augment_time_warp": 0.2,
+        },
         "text": {"max_length": 48},
     },
 }

@@ -36,7 +36,9 @@ class TrainingConfig:
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     beta: float = 1.0  # weight of the KL term after warm-up
     kl_warmup_steps: int = 500  # steps over which the KL weight rises linearly from 0 to beta
-    alignment_weight: float = 1.0  # weight of the InfoNCE alignment of paired experts, 0 turns it off
+    # Weight of the InfoNCE alignment of paired experts, 0 turns it off. Log-likelihoods are
+    # sums over hundreds to thousands of elements, so alignment needs a weight of this order.
+    alignment_weight: float = 20.0
     alignment_temperature: float = 0.1  # softmax temperature of the alignment loss, > 0
     modality_dropout: float = 0.5  # probability of hiding each present modality from the posterior, in [0, 1)
     grad_clip_norm: float = 5.0  # maximum global gradient norm, 0 turns clipping off
