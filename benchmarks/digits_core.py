@@ -68,20 +68,23 @@ def main() -> None:
 
 
 def probe_subsets(model_dir: Path, data: Path, threads: int) -> dict[str, float]:
-    import numpy as np
     import torch
 
-    from polyfuse import MultimodalVAE, encode_manifest
+    from polyfuse import MultimodalVAE, read_manifest
+    from polyfuse.data import prepare_records
+    from polyfuse.encoding import encode_prepared
     from polyfuse.evaluation import fit_linear_probe
 
     torch.set_num_threads(threads)
     model = MultimodalVAE.from_pretrained(model_dir)
+    modalities = {field: model.modalities[field] for field in FIELDS}
+    splits = {split: prepare_records(read_manifest(data / f"{split}.jsonl").records, modalities) for split in ("train", "test")}
     results = {}
     for size in range(len(FIELDS), 0, -1):
         for subset in itertools.combinations(FIELDS, size):
-            train = encode_manifest(model, data / "train.jsonl", subset, progress=False)
-            test = encode_manifest(model, data / "test.jsonl", subset, progress=False)
-            probe = fit_linear_probe(train.mean, np.asarray(train.labels), test.mean, np.asarray(test.labels))
+            train = encode_prepared(model, splits["train"], subset)
+            test = encode_prepared(model, splits["test"], subset)
+            probe = fit_linear_probe(train.mean, train.labels, test.mean, test.labels)
             results["+".join(subset)] = round(probe.accuracy, 4)
     return results
 

@@ -606,3 +606,44 @@ def test_spoken_digits_load_to_finite_log_mels(tmp_path):
     assert log_mel.shape == (4, 1, 64, modality.config.num_frames)
     assert torch.isfinite(log_mel).all()
     assert float(log_mel.std()) > 0.1
+
+
+def test_snr_corruption_reaches_requested_ratio():
+    from polyfuse_audio.modality import AudioConfig, AudioModality
+
+    audio = AudioModality(AudioConfig(sample_rate=8000, duration=1.0, n_fft=256, hop_length=128, n_mels=32))
+    clean = torch.sin(torch.arange(8000) / 5.0).unsqueeze(0)
+    for snr_db in (10.0, 0.0):
+        noisy = audio.corrupt(clean, "snr", snr_db, torch.Generator().manual_seed(0))
+        measured = 10 * torch.log10(clean.square().mean() / (noisy - clean).square().mean()).item()
+        assert abs(measured - snr_db) < 0.3
+
+
+def test_mlp_decoder_matches_conv_decoder_shapes():
+    from polyfuse_audio.modality import AudioConfig, AudioModality
+
+    for decoder in ("conv", "mlp"):
+        audio = AudioModality(AudioConfig(sample_rate=8000, duration=0.5, n_fft=256, hop_length=128, n_mels=32, decoder=decoder, decoder_hidden=64))
+        network = audio.build_decoder(4)
+        batch = audio.collate([torch.randn(1, 4000) * 0.1, None])
+        present = batch.select(torch.tensor([0]))
+        assert network.forward(torch.randn(2, 4)).shape == (2, 1, 32, audio.config.num_frames)
+        assert torch.isfinite(network.log_likelihood(torch.randn(1, 4), present)).all()
+
+
+def test_front_end_cache_never_returns_stale_output():
+    from polyfuse_audio.modality import AudioConfig, AudioModality
+
+    audio = AudioModality(AudioConfig(sample_rate=8000, duration=0.25, n_fft=256, hop_length=128, n_mels=16))
+    encoder, decoder = audio.build_encoder(4), audio.build_decoder(4)
+    assert encoder.backbone.front_end is decoder.front_end
+    front_end = decoder.front_end
+    waveform = torch.randn(2, 1, 2000) * 0.1
+    first = front_end(waveform)
+    assert front_end(waveform) is first
+    waveform.mul_(0.0).add_(torch.randn(2, 1, 2000))  # in-place change bumps the version counter
+    changed = front_end(waveform)
+    assert changed is not first
+    assert torch.allclose(changed, front_end._log_mel(waveform))
+    other = waveform.clone()
+    assert front_end(other) is not changed

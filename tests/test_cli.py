@@ -105,3 +105,14 @@ def test_digits_without_source_is_usage_error(tmp_path):
     completed = run_cli("datasets", "build", "digits", "--out", tmp_path, check=False)
     assert completed.returncode == 2
     assert "needs --source DIR" in completed.stderr
+
+
+def test_recipes_without_fetch_do_not_offer_it(tmp_path):
+    listing = json.loads(run_cli("datasets", "list", "--json").stdout)
+    names = {row["name"]: row for row in listing["datasets"]}
+    assert names["digits"]["can_fetch"] is True
+    assert names["shoulder"]["can_fetch"] is False
+    completed = run_cli("datasets", "build", "shoulder", "--out", tmp_path, "--fetch", check=False)
+    assert completed.returncode == 2
+    assert "needs --source DIR (its source files)" in completed.stderr
+    assert "or --fetch" not in completed.stderr

@@ -134,3 +134,15 @@ def test_config_errors_name_field():
         ImageConfig(channels=2)
     with pytest.raises(ConfigError, match="resize must be one of pad, stretch, crop"):
         ImageConfig(resize="fill")
+
+
+def test_corruptions_change_pixels_by_level():
+    image = modality(channels=1, background=(0, 0, 0))
+    item = torch.full((1, 8, 8), 0.5)
+    generator = torch.Generator().manual_seed(0)
+    noisy = image.corrupt(item, "noise", 0.25, generator)
+    assert 0.15 < (noisy - item).std().item() < 0.3
+    occluded = image.corrupt(item, "occlusion", 0.25, generator)
+    assert (occluded == 0).float().mean().item() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="available: noise, occlusion"):
+        image.corrupt(item, "blur", 1.0, generator)

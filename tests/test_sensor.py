@@ -152,3 +152,15 @@ def test_config_validation_names_field():
         SensorConfig(length_mode="stretch")
     with pytest.raises(ConfigError, match="columns must list 6 names"):
         SensorConfig(columns=("a",))
+
+
+def test_corruptions_noise_and_dropout():
+    sensor = modality(length=64)
+    item = sensor.prepare(np.random.default_rng(0).normal(size=(64, 2)))
+    generator = torch.Generator().manual_seed(0)
+    dropped = sensor.corrupt(item, "dropout", 0.5, generator)
+    assert 0.35 < dropped[2].mean().item() < 0.65
+    assert torch.all(dropped[:2][:, dropped[2] == 0] == 0)
+    noisy = sensor.corrupt(item, "noise", 1.0, generator)
+    assert torch.equal(noisy[2], item[2])
+    assert (noisy[:2] - item[:2]).std().item() > 0.5

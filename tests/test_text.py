@@ -703,3 +703,16 @@ def test_pretrained_backbone_folder_without_model(minilm_folder, tmp_path, no_ne
     modality = TextModality(tiny_config(backbone=str(tmp_path), tokenizer=str(minilm_folder)))
     with pytest.raises(ConfigError, match=re.escape(f"no Hugging Face model could be loaded from {tmp_path}")):
         modality.build_encoder(latent_dim=4)
+
+
+def test_typo_corruption_is_seeded_and_never_empty():
+    from polyfuse_text.modality import TextConfig, TextModality
+
+    text = TextModality(TextConfig(max_length=48))
+    item = text.prepare("a handwritten seven")
+    first = text.corrupt(item, "typos", 0.3, torch.Generator().manual_seed(1))
+    second = text.corrupt(item, "typos", 0.3, torch.Generator().manual_seed(1))
+    assert torch.equal(first, second)
+    assert text.postprocess(first) != "a handwritten seven"
+    assert text.postprocess(text.corrupt(item, "typos", 0.0, torch.Generator())) == "a handwritten seven"
+    assert len(text.postprocess(text.corrupt(text.prepare("x"), "typos", 1.0, torch.Generator().manual_seed(3)))) >= 1

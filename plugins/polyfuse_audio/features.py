@@ -7,6 +7,7 @@ decoder runs it to compute its targets, so augmentation can work on the cached w
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -64,8 +65,23 @@ class LogMelSpectrogram(nn.Module):
         # The pseudo-inverse maps mel power back to linear-frequency power for Griffin-Lim.
         inverse_filters = np.linalg.pinv(mel_filters.T)  # (n_fft // 2 + 1, n_mels)
         self.register_buffer("inverse_mel_filters", torch.from_numpy(inverse_filters).float(), persistent=False)
+        # The last input and output. The encoder and the decoder share this module and see the
+        # same batch tensor in a training step, so the STFT runs once. A weak reference plus the
+        # tensor's version counter means a new or modified tensor never hits the cache.
+        self._last_input: weakref.ref | None = None
+        self._last_version = -1
+        self._last_output: torch.Tensor | None = None
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        cached = self._last_input() if self._last_input is not None else None
+        if cached is waveform and waveform._version == self._last_version and not waveform.requires_grad:
+            return self._last_output
+        output = self._log_mel(waveform)
+        if not waveform.requires_grad:
+            self._last_input, self._last_version, self._last_output = weakref.ref(waveform), waveform._version, output
+        return output
+
+    def _log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
         mel_power = self.mel_power(waveform)  # (B, n_mels, frames)
         decibels = 10.0 * torch.log10(mel_power.clamp(min=POWER_FLOOR))
         clip_max = decibels.amax(dim=(-2, -1), keepdim=True)  # (B, 1, 1)

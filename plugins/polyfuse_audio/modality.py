@@ -39,6 +39,8 @@ class AudioConfig(ModalityConfig):
     top_db: float = 80.0  # dynamic range kept below each clip's loudest mel bin, in dB
     gaussian_std: float = 0.2  # standard deviation of the log-mel likelihood, in normalised units (range [-1, 1])
     width: int = 32  # channel scale of the convolutions: layers use width / 2 up to 2 * width
+    decoder: str = "conv"  # "conv" (transposed convolutions) or "mlp" (two linear layers, faster on CPUs)
+    decoder_hidden: int = 512  # hidden width of the "mlp" decoder
     griffin_lim_iterations: int = 60  # phase-recovery iterations when decoding to audio, >= 0
     augment_gain_db: float = 0.0  # maximum random gain in training, in dB either way
     augment_shift: float = 0.0  # maximum random time shift in training, as a fraction of the clip, in [0, 1)
@@ -76,6 +78,8 @@ class AudioConfig(ModalityConfig):
 
         require(_is_number(self.gaussian_std) and self.gaussian_std > 0, f"gaussian_std must be > 0, got {self.gaussian_std!r}")
         require(_is_int(self.width) and self.width > 0, f"width must be a positive int, got {self.width!r}")
+        require(self.decoder in ("conv", "mlp"), f"decoder must be 'conv' or 'mlp', got {self.decoder!r}")
+        require(_is_int(self.decoder_hidden) and self.decoder_hidden > 0, f"decoder_hidden must be a positive int, got {self.decoder_hidden!r}")
         require(
             _is_int(self.griffin_lim_iterations) and self.griffin_lim_iterations >= 0,
             f"griffin_lim_iterations must be an int >= 0, got {self.griffin_lim_iterations!r}",
@@ -131,6 +135,8 @@ class AudioModality(Modality):
     config_class = AudioConfig
     file_suffix = ".wav"
     description = "audio (WAV, FLAC, OGG and any format libsndfile reads) as fixed-length mono clips"
+    # "snr": white noise added at this signal-to-noise ratio in dB (lower is noisier).
+    corruptions = {"snr": (20.0, 10.0, 5.0, 0.0, -5.0)}
     config: AudioConfig
 
     def load(self, value: Any, source: RecordSource) -> np.ndarray:
@@ -165,6 +171,14 @@ class AudioModality(Modality):
         waveform = waveform * batch.present.to(waveform.dtype).view(-1, 1, 1)  # (B,) -> (B, 1, 1)
         return ModalityBatch(waveform, batch.present, batch.lengths)
 
+    def corrupt(self, item: torch.Tensor, kind: str, level: float, generator: torch.Generator) -> torch.Tensor:
+        if kind == "snr":
+            # The SNR is relative to the clip's mean power over its whole padded length.
+            signal_power = item.square().mean()
+            noise_std = torch.sqrt(signal_power / 10.0 ** (level / 10.0))
+            return item + noise_std * torch.randn(item.shape, generator=generator, device=item.device)
+        return super().corrupt(item, kind, level, generator)
+
     def build_encoder(self, latent_dim: int) -> Encoder:
         config = self.config
         backbone = MelBackbone(self._front_end(), (config.n_mels, config.num_frames), config.width, config.feature_dim)
@@ -180,6 +194,8 @@ class AudioModality(Modality):
             config.width,
             config.gaussian_std,
             config.griffin_lim_iterations,
+            config.decoder,
+            config.decoder_hidden,
         )
 
     def postprocess(self, data: torch.Tensor, length: int | None = None) -> AudioClip:
@@ -201,10 +217,15 @@ class AudioModality(Modality):
         )
 
     def _front_end(self) -> LogMelSpectrogram:
-        config = self.config
-        return LogMelSpectrogram(
-            config.sample_rate, config.n_fft, config.hop_length, config.n_mels, config.f_min, config.max_frequency, config.top_db
-        )
+        """Return the front end that this modality's encoder and decoder share, so a batch is transformed once."""
+        front_end = getattr(self, "_shared_front_end", None)
+        if front_end is None:
+            config = self.config
+            front_end = LogMelSpectrogram(
+                config.sample_rate, config.n_fft, config.hop_length, config.n_mels, config.f_min, config.max_frequency, config.top_db
+            )
+            self._shared_front_end = front_end
+        return front_end
 
     def _add_noise(self, waveform: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         config = self.config

@@ -82,6 +82,8 @@ class MelDecoder(Decoder):
         width: int,
         gaussian_std: float,
         griffin_lim_iterations: int,
+        architecture: str = "conv",
+        hidden: int = 512,
     ):
         super().__init__()
         self.front_end = front_end
@@ -89,28 +91,18 @@ class MelDecoder(Decoder):
         self.num_samples = num_samples
         self.gaussian_std = gaussian_std
         self.griffin_lim_iterations = griffin_lim_iterations
-        strides = list(reversed(plan_strides(size)))
-        widths = list(reversed(channel_widths(width, len(strides))))
-        self.start = downsampled_size(size, strides)
-        self.start_channels = widths[0]
-        self.project = nn.Sequential(nn.Linear(latent_dim, widths[0] * self.start[0] * self.start[1]), nn.SiLU())
-        # The last layer maps straight to one channel, because a multi-channel map at full
-        # resolution would dominate the training time on a CPU.
-        out_widths = widths[1:] + [1]
-        layers: list[nn.Module] = []
-        for layer, (stride, in_channels, out_channels) in enumerate(zip(strides, widths, out_widths)):
-            # Kernel 4 with stride 2 doubles an axis with even overlap, and kernel 3 with stride 1 keeps its size.
-            kernel = (stride[0] + 2, stride[1] + 2)
-            layers.append(nn.ConvTranspose2d(in_channels, out_channels, kernel, stride=stride, padding=1))
-            if layer < len(strides) - 1:
-                layers.append(nn.SiLU())  # not after the last layer, because it outputs an unbounded Gaussian mean
-        self.upsample = nn.Sequential(*layers)
+        self.architecture = architecture
+        if architecture == "mlp":
+            # Several times cheaper than transposed convolutions on a CPU, at some loss of detail.
+            self.body = nn.Sequential(nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, size[0] * size[1]))
+        else:
+            self.body = _transposed_convolutions(latent_dim, size, width)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         """Return the mean normalised log-mel (B, 1, n_mels, frames)."""
-        features = self.project(latents)
-        features = features.view(-1, self.start_channels, *self.start)  # (B, C0 * h0 * w0) -> (B, C0, h0, w0)
-        output = self.upsample(features)  # (B, 1, h0 * 2**steps, w0 * 2**steps), at least the target size
+        if self.architecture == "mlp":
+            return self.body(latents).view(-1, 1, *self.size)  # (B, n_mels * frames) -> (B, 1, n_mels, frames)
+        output = self.body(latents)  # (B, 1, h0 * 2**steps, w0 * 2**steps), at least the target size
         return output[..., : self.size[0], : self.size[1]]
 
     def log_likelihood(self, latents: torch.Tensor, batch: ModalityBatch) -> torch.Tensor:
@@ -134,3 +126,31 @@ class MelDecoder(Decoder):
         present = torch.ones(latents.shape[0], dtype=torch.bool, device=latents.device)
         return ModalityBatch(waveform, present)
 
+
+class _Unflatten(nn.Module):
+    """Reshape (B, C * H * W) features to (B, C, H, W)."""
+
+    def __init__(self, channels: int, size: tuple[int, int]):
+        super().__init__()
+        self.channels, self.size = channels, size
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.view(-1, self.channels, *self.size)  # (B, C * h * w) -> (B, C, h, w)
+
+
+def _transposed_convolutions(latent_dim: int, size: tuple[int, int], width: int) -> nn.Sequential:
+    """Linear layer to a small map, then transposed convolutions up to at least (1, n_mels, frames)."""
+    strides = list(reversed(plan_strides(size)))
+    widths = list(reversed(channel_widths(width, len(strides))))
+    start = downsampled_size(size, strides)
+    layers: list[nn.Module] = [nn.Linear(latent_dim, widths[0] * start[0] * start[1]), nn.SiLU(), _Unflatten(widths[0], start)]
+    # The last layer maps straight to one channel, because a multi-channel map at full
+    # resolution would dominate the training time on a CPU.
+    out_widths = widths[1:] + [1]
+    for layer, (stride, in_channels, out_channels) in enumerate(zip(strides, widths, out_widths)):
+        # Kernel 4 with stride 2 doubles an axis with even overlap, and kernel 3 with stride 1 keeps its size.
+        kernel = (stride[0] + 2, stride[1] + 2)
+        layers.append(nn.ConvTranspose2d(in_channels, out_channels, kernel, stride=stride, padding=1))
+        if layer < len(strides) - 1:
+            layers.append(nn.SiLU())  # not after the last layer, because it outputs an unbounded Gaussian mean
+    return nn.Sequential(*layers)

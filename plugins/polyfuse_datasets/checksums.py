@@ -1,4 +1,4 @@
-"""The sha256 pins of the digits source files, and the checks of files and arrays against them.
+"""The sha256 pins of the recipe source files, and the checks of files and arrays against them.
 
 Each source file has two pins. ``sha256`` is the hash of the file as published with the
 data set. ``arrays_sha256`` is the hash of the arrays inside it (see :func:`arrays_sha256`),
@@ -28,7 +28,7 @@ SOURCE_FIX = "Point --source at a folder that holds the original files, or use -
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One npz file of the digits source layout and the pins that identify its content."""
+    """One npz file of a recipe's source layout and the pins that identify its content."""
 
     key: str  # short name used in code and messages, for example "fsdd"
     relative_path: str  # path inside the source folder, with forward slashes
@@ -68,6 +68,21 @@ PENDIGITS = SourceFile(
 
 DIGITS_SOURCE_FILES: tuple[SourceFile, ...] = (MNIST_TRAIN, MNIST_TEST, FSDD, PENDIGITS)
 
+TWEMOJI = SourceFile(
+    "twemoji",
+    "twemoji/twemoji64.npz",
+    "7e1e44ad1398545de96dc4e75cf7a3a654c9b043fbb47522668c7eef1a111293",
+    "fbbc936ac04d3e284bd42bc52323ca961b325971dad40ca9e7bd2d3e0e4983ab",
+    "1,911 Twemoji 64x64 RGBA icons with their emoji-data names and categories",
+)
+SHOULDER_WATCH = SourceFile(
+    "shoulder_watch",
+    "shoulder_watch/shoulder_watch.npz",
+    "6f98b302c1e72deaa1116bf7d835232e8c000abb36dbe4365bb3595c4b3396f0",
+    "e892a114a6b81073d8ec19cafcfcc1c92ef5b1359ec22c488b3d0371c4865c04",
+    "140 smartwatch IMU recordings of 7 shoulder physiotherapy exercises",
+)
+
 
 def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
     """Hash every array's name, dtype, shape and little-endian C-order bytes, in sorted name order."""
@@ -83,30 +98,31 @@ def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def npz_arrays_sha256(path: Path) -> str:
-    """Return :func:`arrays_sha256` of the arrays in an npz file. Raise SourceError if it cannot be read."""
+def npz_arrays_sha256(path: Path, fix: str = SOURCE_FIX) -> str:
+    """Return :func:`arrays_sha256` of the arrays in an npz file. Raise SourceError, ending with ``fix``, if it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             return arrays_sha256({name: archive[name] for name in archive.files})
     except (OSError, ValueError, EOFError) as error:
-        raise SourceError(f"{path} is not a readable npz file ({error}). {SOURCE_FIX}") from error
+        raise SourceError(f"{path} is not a readable npz file ({error}). {fix}") from error
 
 
-def check_source_file(path: Path, spec: SourceFile) -> None:
+def check_source_file(path: Path, spec: SourceFile, fix: str = SOURCE_FIX) -> None:
     """Raise ChecksumError unless ``path`` is the published file or contains the same arrays.
 
     The file's sha256 is compared first. Only when it differs are the arrays loaded and
     compared with ``spec.arrays_sha256``, which accepts a copy converted again from the originals.
+    ``fix`` ends the error message with the way to get a valid file.
     """
     actual = sha256_of_file(path)
     if actual == spec.sha256:
         return
-    actual_arrays = npz_arrays_sha256(path)
+    actual_arrays = npz_arrays_sha256(path, fix)
     if actual_arrays == spec.arrays_sha256:
         logger.info("%s differs from the published file in its bytes but contains the same arrays", path)
         return
     raise ChecksumError(
         f"source file {path} ({spec.description}) does not match its pinned checksum: "
         f"expected sha256 {spec.sha256}, got {actual} "
-        f"(arrays: expected sha256 {spec.arrays_sha256}, got {actual_arrays}). {SOURCE_FIX}"
+        f"(arrays: expected sha256 {spec.arrays_sha256}, got {actual_arrays}). {fix}"
     )

@@ -41,11 +41,12 @@ DIGITS_TRAIN_CONFIG: dict[str, Any] = {
         },
         "audio": {
             "sample_rate": 8000, "duration": 1.0, "n_fft": 256, "hop_length": 128, "n_mels": 40, "width": 16,
-            "augment_gain_db": 6.0, "augment_shift": 0.1, "augment_noise_probability": 0.3, "augment_snr_db": [0.0, 30.0],
+            "decoder": "mlp", "likelihood_weight": 0.1,
+            "augment_noise_probability": 0.3, "augment_snr_db": [0.0, 30.0],
         },
         "sensor": {
             "sample_rate": 10.0, "input_sample_rate": 10.0, "channels": 3, "channel_names": ["x", "y", "pen_up"],
-            "length": 64, "length_mode": "resample", "normalize": "series", "normalize_channels": [0, 1],
+            "length": 64, "length_mode": "resample", "normalize": "series", "normalize_channels": [0, 1], "width": 16,
             "augment_rotate": 10.0, "augment_scale": 0.1, "augment_time_warp": 0.2,
         },
         "text": {"max_length": 48},
@@ -77,6 +78,7 @@ class DigitsRecipe(DatasetRecipe):
         "and English captions (5,000 train, 2,000 test records)"
     )
     needs_source = True
+    can_fetch = True
 
     def __init__(self, cache: Path | None = None):
         self.cache = Path(cache).expanduser() if cache is not None else None

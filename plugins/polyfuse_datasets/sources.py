@@ -1,8 +1,9 @@
-"""Finding, checking and loading the digits source files: MNIST images, FSDD clips and pendigits trajectories.
+"""Finding, checking and loading recipe source files: the digits files, and single files that are copied by hand.
 
-The source folder has the layout ``mnist/mnist_train5k.npz``, ``mnist/mnist_test.npz``,
+The digits source folder has the layout ``mnist/mnist_train5k.npz``, ``mnist/mnist_test.npz``,
 ``fsdd/fsdd.npz`` and ``pendigits/pendigits_trajectories.npz``. Every file is checked against
-its pinned sha256 before use, and missing files are fetched from the public originals on request.
+its pinned sha256 before use, and missing digits files are fetched from the public originals on
+request. Files that no recipe can fetch go through :func:`locate_manual_source`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .checksums import DIGITS_SOURCE_FILES, FSDD, MNIST_TEST, MNIST_TRAIN, PENDIGITS, SOURCE_FIX, check_source_file
+from .checksums import (
+    DIGITS_SOURCE_FILES,
+    FSDD,
+    MNIST_TEST,
+    MNIST_TRAIN,
+    PENDIGITS,
+    SOURCE_FIX,
+    SourceFile,
+    check_source_file,
+)
 from .errors import SourceError, SourceNotFoundError
 from .originals import fetch_source_file
 
@@ -105,10 +115,10 @@ def locate_digits_sources(source: Path | None, *, fetch: bool, cache: Path, prog
 
 def load_digits_sources(paths: dict[str, Path]) -> DigitsSources:
     """Load the checked npz files named by :func:`locate_digits_sources`."""
-    mnist_train = _load_npz(paths[MNIST_TRAIN.key])
-    mnist_test = _load_npz(paths[MNIST_TEST.key])
-    fsdd = _load_npz(paths[FSDD.key])
-    pendigits = _load_npz(paths[PENDIGITS.key])
+    mnist_train = load_npz(paths[MNIST_TRAIN.key])
+    mnist_test = load_npz(paths[MNIST_TEST.key])
+    fsdd = load_npz(paths[FSDD.key])
+    pendigits = load_npz(paths[PENDIGITS.key])
     return DigitsSources(
         mnist_train=MnistImages(mnist_train["images"], mnist_train["labels"]),
         mnist_test=MnistImages(mnist_test["images"], mnist_test["labels"]),
@@ -133,6 +143,39 @@ def load_digits_sources(paths: dict[str, Path]) -> DigitsSources:
     )
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+def locate_manual_source(spec: SourceFile, *, recipe: str, upstream: str, source: Path | None, fetch: bool) -> Path:
+    """Return the checked path of ``spec`` in ``source``, for a recipe that cannot fetch its source file.
+
+    ``upstream`` names the original that the file was converted from, so every message can
+    name where to get it. Raises SourceError without ``source``, SourceNotFoundError when the
+    folder or the file is missing (also with ``fetch``, which such a recipe cannot honour),
+    and ChecksumError when the file does not match its pins.
+    """
+    fix = (
+        f"Copy {spec.relative_path} by hand into the folder that --source names. It contains {spec.description} "
+        f"(sha256 {spec.sha256}), converted from {upstream}"
+    )
+    if source is None:
+        if fetch:
+            raise SourceNotFoundError(f"the {recipe} recipe cannot fetch {spec.relative_path}. {fix}")
+        raise SourceError(f"the {recipe} recipe needs its source file {spec.relative_path}. {fix}")
+    source = Path(source).expanduser()
+    if not source.is_dir():
+        raise SourceNotFoundError(f"source folder {source} not found. {fix}")
+
+    path = source / spec.relative_path
+    if not path.is_file():
+        cannot_fetch = f", and the {recipe} recipe cannot fetch it" if fetch else ""
+        raise SourceNotFoundError(f"source file {path} not found{cannot_fetch}. {fix}")
+    check_source_file(path, spec, fix)
+    if fetch:
+        logger.info("Using %s from --source, because the %s recipe cannot fetch", path, recipe)
+    else:
+        logger.info("Using %s", path)
+    return path
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Load every array of an npz file into memory, without allowing pickled objects."""
     with np.load(path, allow_pickle=False) as archive:
         return {name: archive[name] for name in archive.files}

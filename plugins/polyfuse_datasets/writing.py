@@ -38,9 +38,15 @@ def prepare_output(out: Path, manifest_names: Iterable[str]) -> Path:
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
-    """Write (H, W) uint8 pixels as an 8-bit grayscale PNG."""
-    if pixels.ndim != 2 or pixels.dtype != np.uint8:
-        raise ValueError(f"PNG pixels must be a (H, W) uint8 array, got shape {pixels.shape} dtype {pixels.dtype}")
+    """Write uint8 pixels unchanged as an 8-bit PNG: (H, W) grayscale, (H, W, 3) RGB or (H, W, 4) RGBA.
+
+    RGBA keeps its alpha channel and the colour of transparent pixels, so readers decide the background.
+    """
+    colour = pixels.ndim == 3 and pixels.shape[2] in (3, 4)
+    if not (pixels.ndim == 2 or colour) or pixels.dtype != np.uint8:
+        raise ValueError(
+            f"PNG pixels must be a (H, W), (H, W, 3) or (H, W, 4) uint8 array, got shape {pixels.shape} dtype {pixels.dtype}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, format="PNG")
 

@@ -59,6 +59,9 @@ class ImageModality(Modality):
     config_class = ImageConfig
     file_suffix = ".png"
     description = "images (PNG, JPEG and any format Pillow reads) resized to a fixed size"
+    # "noise": Gaussian pixel noise with this standard deviation (pixels span [0, 1]);
+    # "occlusion": a square of background colour covering this share of the image area.
+    corruptions = {"noise": (0.1, 0.25, 0.5), "occlusion": (0.1, 0.25, 0.5)}
     config: ImageConfig
 
     def load(self, value: Any, source: RecordSource) -> np.ndarray:
@@ -97,6 +100,23 @@ class ImageModality(Modality):
         shifted = batch.data - background.view(1, -1, 1, 1)
         warped = F.grid_sample(shifted, grid, padding_mode="zeros", align_corners=False) + background.view(1, -1, 1, 1)
         return ModalityBatch(warped.clamp(0, 1), batch.present, batch.lengths)
+
+    def corrupt(self, item: torch.Tensor, kind: str, level: float, generator: torch.Generator) -> torch.Tensor:
+        if kind == "noise":
+            noise = torch.randn(item.shape, generator=generator, device=item.device)
+            return (item + level * noise).clamp(0.0, 1.0)
+        if kind == "occlusion":
+            channels, height, width = item.shape
+            side_height = min(height, max(1, round(height * math.sqrt(level))))
+            side_width = min(width, max(1, round(width * math.sqrt(level))))
+            top = int(torch.randint(0, height - side_height + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - side_width + 1, (1,), generator=generator))
+            background = torch.tensor(self.config.background, dtype=item.dtype, device=item.device) / 255.0
+            fill = background.mean(0, keepdim=True) if channels == 1 else background
+            occluded = item.clone()
+            occluded[:, top : top + side_height, left : left + side_width] = fill.view(-1, 1, 1)
+            return occluded
+        return super().corrupt(item, kind, level, generator)
 
     def build_encoder(self, latent_dim: int) -> Encoder:
         config = self.config

@@ -92,6 +92,9 @@ class SensorModality(Modality):
     config_class = SensorConfig
     file_suffix = ".npy"
     description = "multichannel time series (NPY, NPZ, CSV) at any sample rate"
+    # "noise": Gaussian noise with this standard deviation relative to each channel's own;
+    # "dropout": this share of the steps lost, becoming gaps that the mask row marks.
+    corruptions = {"noise": (0.1, 0.3, 1.0), "dropout": (0.1, 0.3, 0.5)}
     config: SensorConfig
 
     def load(self, value: Any, source: RecordSource) -> np.ndarray:
@@ -155,6 +158,20 @@ class SensorModality(Modality):
         values = values * observed  # keep padding and filled gaps out of reach of the noise
         data = torch.cat([values, observed], dim=1) * batch.present.view(-1, 1, 1)
         return ModalityBatch(data, batch.present, batch.lengths)
+
+    def corrupt(self, item: torch.Tensor, kind: str, level: float, generator: torch.Generator) -> torch.Tensor:
+        channels = self.config.channels
+        values, observed = item[:channels], item[channels:]
+        if kind == "noise":
+            scale = values.std(dim=1, keepdim=True).clamp_min(1e-6)  # (C, 1)
+            noisy = values + level * scale * torch.randn(values.shape, generator=generator, device=item.device)
+            return torch.cat([noisy * observed, observed])
+        if kind == "dropout":
+            lost = torch.rand(item.shape[-1], generator=generator, device=item.device) < level  # (T,)
+            kept = observed * ~lost
+            # Lost steps become gaps: zero values, marked unobserved, as the "mask" gap policy does.
+            return torch.cat([values * kept, kept])
+        return super().corrupt(item, kind, level, generator)
 
     def build_encoder(self, latent_dim: int) -> Encoder:
         config = self.config

@@ -81,6 +81,9 @@ class TextModality(Modality):
     config_class = TextConfig
     file_suffix = ".txt"
     description = "text: inline strings, or UTF-8 text files passed as pathlib.Path"
+    # "typos": each character is replaced by a random lowercase letter, deleted, or
+    # doubled with this probability in all (one third each).
+    corruptions = {"typos": (0.05, 0.1, 0.2, 0.4)}
     config: TextConfig
 
     def __init__(self, config: TextConfig | None = None, *, field: str | None = None):
@@ -146,6 +149,25 @@ class TextModality(Modality):
             if item is not None:
                 data[row, : item.shape[0]] = item
         return ModalityBatch(data, present, lengths)
+
+    def corrupt(self, item: torch.Tensor, kind: str, level: float, generator: torch.Generator) -> torch.Tensor:
+        if kind != "typos":
+            return super().corrupt(item, kind, level, generator)
+        text = self.postprocess(item)
+        draws = torch.rand(len(text), 2, generator=generator).tolist()
+        letters = torch.randint(0, 26, (len(text),), generator=generator).tolist()
+        typed: list[str] = []
+        for character, (chance, choice), letter in zip(text, draws, letters):
+            if chance >= level:
+                typed.append(character)
+            elif choice < 1 / 3:
+                typed.append(chr(ord("a") + letter))
+            elif choice < 2 / 3:
+                continue
+            else:
+                typed.append(character * 2)
+        # A text that lost every character becomes "a", because the modality rejects empty text.
+        return self.preprocess("".join(typed) or "a")
 
     # -- networks ------------------------------------------------------------
 

@@ -26,13 +26,15 @@ class DatasetBuildOutput:
 class DatasetRecipe(abc.ABC):
     """Base class of data set recipes registered through ``register_datasets``.
 
-    Subclasses set ``name`` (used by ``polyfuse datasets build NAME``), ``description``
-    and ``needs_source`` (whether ``--source`` or ``--fetch`` is required).
+    Subclasses set ``name`` (used by ``polyfuse datasets build NAME``), ``description``,
+    ``needs_source`` (whether source files are required) and ``can_fetch`` (whether
+    ``fetch=True`` can download them).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     needs_source: ClassVar[bool] = False
+    can_fetch: ClassVar[bool] = False
 
     @abc.abstractmethod
     def build(

@@ -150,6 +150,9 @@ class Modality(abc.ABC):
     config_class: ClassVar[type[ModalityConfig]] = ModalityConfig
     file_suffix: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # Corruption kinds that :meth:`corrupt` implements, each with the levels a robustness
+    # evaluation sweeps by default (in the kind's own unit, mildest first).
+    corruptions: ClassVar[dict[str, tuple[float, ...]]] = {}
 
     def __init__(self, config: ModalityConfig | None = None, *, field: str | None = None):
         config = self.config_class() if config is None else config
@@ -203,6 +206,15 @@ class Modality(abc.ABC):
     def augment(self, batch: ModalityBatch, generator: torch.Generator) -> ModalityBatch:
         """Return a randomly perturbed copy of a training batch; the default changes nothing."""
         return batch
+
+    def corrupt(self, item: torch.Tensor, kind: str, level: float, generator: torch.Generator) -> torch.Tensor:
+        """Return a corrupted copy of one preprocessed item, for robustness evaluation.
+
+        ``kind`` is one of :attr:`corruptions` and ``level`` its severity in that kind's
+        unit. Plugins without corruptions keep this default, which raises ``ValueError``.
+        """
+        available = ", ".join(self.corruptions) or "none"
+        raise ValueError(f"modality '{self.name}' has no corruption {kind!r}; available: {available}")
 
     # -- networks ------------------------------------------------------------
 

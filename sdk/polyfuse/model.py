@@ -98,7 +98,7 @@ class MultimodalVAE(nn.Module):
             rows = modality_batch.present.nonzero(as_tuple=True)[0]
             if rows.numel() == 0:
                 continue
-            posterior = self.encoders[field](modality_batch.select(rows).to(self.device))
+            posterior = self.encoders[field](_present_rows(modality_batch, rows).to(self.device))
             rows = rows.to(self.device)
             mean[rows, index] = posterior.mean
             logvar[rows, index] = posterior.logvar
@@ -123,7 +123,7 @@ class MultimodalVAE(nn.Module):
             values = torch.zeros(latents.shape[0], device=latents.device)
             rows = modality_batch.present.nonzero(as_tuple=True)[0]
             if rows.numel():
-                selected = modality_batch.select(rows).to(latents.device)
+                selected = _present_rows(modality_batch, rows).to(latents.device)
                 values = values.index_put((rows.to(latents.device),), self.decoders[field].log_likelihood(latents[rows], selected))
             result[field] = values
         return result
@@ -258,6 +258,14 @@ class MultimodalVAE(nn.Module):
         model.eval()
         logger.info("Loaded model from %s (fields %s) onto %s", folder, ", ".join(model.fields), device)
         return model
+
+
+def _present_rows(batch: ModalityBatch, rows: torch.Tensor) -> ModalityBatch:
+    """Return the rows of ``batch`` at ``rows``, or the batch itself when every row is present.
+
+    Keeping the same tensor lets a modality reuse work between its encoder and decoder.
+    """
+    return batch if rows.numel() == batch.batch_size else batch.select(rows)
 
 
 def read_model_config(folder: Path) -> dict[str, Any]:

@@ -25,13 +25,22 @@ def list_command(as_json: bool) -> None:
     entries = sorted(get_host().datasets, key=lambda entry: entry.name)
     if as_json:
         rows = [
-            {"name": e.name, "description": e.cls.description, "needs_source": e.cls.needs_source, "plugin": e.plugin, "distribution": e.distribution}
+            {
+                "name": e.name,
+                "description": e.cls.description,
+                "needs_source": e.cls.needs_source,
+                "can_fetch": e.cls.can_fetch,
+                "plugin": e.plugin,
+                "distribution": e.distribution,
+            }
             for e in entries
         ]
         click.echo(json.dumps({"datasets": rows}, indent=2))
         return
     for entry in entries:
-        source = " (needs --source or --fetch)" if entry.cls.needs_source else ""
+        source = ""
+        if entry.cls.needs_source:
+            source = " (needs --source or --fetch)" if entry.cls.can_fetch else " (needs --source)"
         click.echo(f"{entry.name}  [{entry.plugin}]  {entry.cls.description}{source}")
 
 
@@ -48,8 +57,9 @@ def build_command(name, out, source, fetch, seed, limit, quiet) -> None:
     from ..plugins import get_host
 
     recipe_class = get_host().datasets.get(name)
-    if recipe_class.needs_source and source is None and not fetch:
-        raise click.UsageError(f"recipe '{name}' needs --source DIR (its source files) or --fetch")
+    if recipe_class.needs_source and source is None and not (fetch and recipe_class.can_fetch):
+        alternative = " or --fetch" if recipe_class.can_fetch else ""
+        raise click.UsageError(f"recipe '{name}' needs --source DIR (its source files){alternative}")
     output = recipe_class().build(out, source=source, fetch=fetch, seed=seed, limit=limit, progress=not quiet)
     for split, path in output.manifests.items():
         click.echo(f"{split}: {output.counts.get(split, 0)} records in {path}")
