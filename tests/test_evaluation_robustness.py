@@ -65,3 +65,16 @@ def test_robustness_report_shapes_and_degradation(trained):
     assert (curve.field, curve.kind, curve.levels) == ("image", "noise", [0.0, 1.0])
     assert curve.accuracy[0] == pytest.approx(report.clean)
     assert curve.accuracy[1] <= curve.accuracy[0] + 0.05
+
+
+def test_baselines_score_every_subset(trained):
+    from polyfuse.evaluation.baselines import evaluate_baselines
+    from polyfuse.evaluation.classifiers import ClassifierConfig
+
+    model, dataset = trained
+    report = evaluate_baselines(model.modalities, dataset, dataset, ClassifierConfig(epochs=3, batch_size=16))
+    assert set(report.unimodal) == {"image", "sensor"}
+    assert list(report.late_fusion) == ["image+sensor", "image", "sensor"]
+    assert list(report.early_fusion) == ["image+sensor", "image", "sensor"]
+    assert report.late_fusion["image"] == report.unimodal["image"]
+    assert report.late_fusion["image+sensor"] > 0.5

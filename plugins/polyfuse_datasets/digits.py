@@ -33,7 +33,7 @@ DEFAULT_CACHE_NAME = ".sources"  # cache folder inside ``out`` when neither the 
 
 DIGITS_TRAIN_CONFIG: dict[str, Any] = {
     "model": {"latent_dim": 32, "fusion": "mopoe"},
-    "training": {"epochs": 60, "batch_size": 128, "alignment_weight": 50.0, "kl_warmup_steps": 1000},
+    "training": {"epochs": 50, "batch_size": 128, "alignment_weight": 150.0, "kl_warmup_steps": 1000},
     "modalities": {
         "image": {
             "size": [28, 28], "channels": 1, "background": [0, 0, 0],

@@ -2,7 +2,8 @@
 
 The folder ends up with the saved model (``config.json`` and weights) and
 ``checkpoints/last.safetensors``. Running again with the same config resumes from that
-checkpoint; only ``training.epochs`` may differ, to extend a finished run.
+checkpoint; ``training.epochs`` may differ, to extend a finished run, and so may the
+thread count, device and logging and checkpoint intervals.
 """
 
 from __future__ import annotations
@@ -93,16 +94,22 @@ def _choose_fields(fields: Iterable[str] | None, run_config: RunConfig, keys: se
 
 def _check_resumable(checkpoint: Path, described: dict) -> None:
     saved = read_checkpoint_config(checkpoint)
-    if _without_epochs(saved) != _without_epochs(described):
+    if _without_resumable_changes(saved) != _without_resumable_changes(described):
         raise CheckpointError(
             f"{checkpoint} was written by a run with another config; use a new --out folder, "
             f"or pass --restart to discard the checkpoint. Saved config: {json.dumps(saved, sort_keys=True)}"
         )
 
 
-def _without_epochs(config: dict) -> dict:
+# Training fields that may change between a run and its resumption: more epochs extend a
+# run, and the others change how it runs, not what it computes.
+_RESUMABLE_CHANGES = ("epochs", "num_threads", "device", "log_every", "checkpoint_every")
+
+
+def _without_resumable_changes(config: dict) -> dict:
     copy = json.loads(json.dumps(config))
-    copy.get("training", {}).pop("epochs", None)
+    for name in _RESUMABLE_CHANGES:
+        copy.get("training", {}).pop(name, None)
     return copy
 
 
