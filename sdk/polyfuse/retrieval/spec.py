@@ -1,8 +1,8 @@
 """Choosing a FAISS index type from the number of vectors, their dimension and a memory budget.
 
-The rules follow the FAISS wiki page "Guidelines to choose an index" in the way autofaiss
-applies them: exact search while it is cheap, a graph or inverted lists above that, and
-product quantization only when the memory budget leaves no other choice.
+The rules follow autofaiss (criteo/autofaiss, ``get_optimal_index_keys_v2``): exact search
+while it is cheap, a graph or inverted lists above that, and product quantization only when
+the memory budget leaves no other choice.
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ import numbers
 import re
 from dataclasses import dataclass
 
+from ._faiss import faiss_reason, import_faiss, kind_of_index
+
 logger = logging.getLogger(__name__)
 
-# FAISS k-means prints a warning below 39 training points per centroid and subsamples
-# above 256, so an IVF index with nlist lists trains on 39 * nlist to 256 * nlist points.
+# FAISS k-means prints a warning below 39 training points per centroid.
 MIN_POINTS_PER_CENTROID = 39
-MAX_POINTS_PER_CENTROID = 256
 
-FLAT_MAX_VECTORS = 10_000  # below this, exact search costs well under a millisecond per query
-HNSW_MAX_VECTORS = 1_000_000  # from here on, inverted lists build faster and support removal
-HNSW_M = 32  # graph neighbours per vector; 32 is the FAISS wiki's recommended default
+FLAT_MAX_VECTORS = 10_000  # up to this, an exact scan is cheap: 640,000 multiply-adds per query at dimension 64
+HNSW_MAX_VECTORS = 1_000_000  # from here on, inverted lists build faster than a graph and remove in place
+HNSW_M = 32  # graph neighbours per vector, the largest M that autofaiss chooses
 PQ_BITS = 8  # bits per product-quantizer code, the FAISS default
+# OPQ trains 8-bit codebooks of its own whatever the index's PQ bits, so it needs 39 * 256 points.
+OPQ_MIN_VECTORS = MIN_POINTS_PER_CENTROID * 2**PQ_BITS
 # Product-quantizer sizes tried from the most to the least accurate, in bytes per vector.
 PQ_SUBQUANTIZERS = (64, 48, 32, 24, 16, 12, 8, 4, 2, 1)
 
@@ -39,8 +41,10 @@ _SIZE_UNITS = {
     "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
 }
 _IVF_PATTERN = re.compile(r"IVF(\d+)")
-# A plain product quantizer, "PQ16" or "PQ16x8"; fast-scan variants such as "PQ16x4fs" fix their bits.
-_PQ_PATTERN = re.compile(r"(?<![A-Za-z])PQ(\d+)(?:x(\d+))?(?=,|$)")
+# A plain product quantizer, "PQ16", "PQ16x8" or "PQ16x8np". Fast-scan variants such as
+# "PQ16x4fs" fix their bits and are left alone.
+_PQ_PATTERN = re.compile(r"(?<![A-Za-z])PQ(\d+)(?:x(\d+))?(np)?(?=,|$)")
+_OPQ_PATTERN = re.compile(r"^OPQ(\d+)(?:_\d+)?,")
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class IndexSpec:
     """A FAISS index to build and why it was chosen."""
 
     factory: str  # FAISS index_factory string without an id map, for example "IVF1024,Flat"
-    kind: str  # "flat", "hnsw", "ivf" or "other"; decides how ids, removal and search parameters work
+    kind: str  # "flat", "hnsw", "ivf" or "other", which decides how ids, removal and search parameters work
     estimated_bytes: int | None  # estimate of the built index's memory, None for unrecognised factories
     reason: str  # why this factory was chosen, for the log and the saved settings
     adjustments: tuple[str, ...] = ()  # changes made to fit the training set, one sentence each
@@ -72,8 +76,8 @@ class IndexSpec:
 def parse_size(value: str | int | None) -> int | None:
     """Parse a memory size such as ``512MB``, ``4GiB``, ``1.5 GB`` or ``1000000`` into bytes.
 
-    KB, MB, GB and TB are powers of 1000; KiB, MiB, GiB and TiB powers of 1024; a bare number
-    is bytes. ``None`` stays ``None`` (no budget).
+    KB, MB, GB and TB are powers of 1000, and KiB, MiB, GiB and TiB powers of 1024. A bare
+    number is bytes. ``None`` stays ``None`` (no budget).
     """
     if value is None:
         return None
@@ -111,13 +115,14 @@ def format_size(size: int | None) -> str:
 def choose_index_spec(count: int, dim: int, memory_budget: str | int | None = None, factory: str | None = None) -> IndexSpec:
     """Choose the index for ``count`` vectors of dimension ``dim`` within ``memory_budget`` bytes.
 
-    Without ``factory`` the choice is, in order: ``Flat`` up to 10,000 vectors; ``HNSW32``
-    below 1,000,000 vectors; ``IVF{nlist},Flat``; then ``OPQ{m},IVF{nlist},PQ{m}`` with the
-    largest code that fits the budget. Each step is taken only if its estimated memory fits.
-    A ``factory`` string overrides the choice; its list count and PQ bits are lowered when
-    ``count`` is too small to train them (see :func:`fit_factory_to_training_size`).
+    Without ``factory`` the first of these whose estimated memory fits is chosen: ``Flat`` up
+    to 10,000 vectors, ``HNSW32`` below 1,000,000 vectors, ``IVF{nlist},Flat`` above 10,000,
+    and ``OPQ{m},IVF{nlist},PQ{m}`` with the largest code that fits. A ``factory`` string
+    overrides the choice. Its list count and PQ bits are lowered when ``count`` is too small
+    to train them (see :func:`fit_factory_to_training_size`).
     """
     _check_count_and_dim(count, dim)
+    count, dim = int(count), int(dim)
     budget = parse_size(memory_budget)
     if factory is not None:
         return _requested_spec(factory, count, dim, budget)
@@ -160,8 +165,11 @@ def default_nlist(count: int) -> int:
 def fit_factory_to_training_size(factory: str, count: int) -> tuple[str, tuple[str, ...]]:
     """Lower the list count and PQ bits of ``factory`` until ``count`` vectors can train them.
 
-    k-means with c centroids wants about 39 * c training points. Returns the factory to
-    build and one sentence per change, empty when nothing changed.
+    k-means with c centroids wants about 39 * c training points, so an OPQ rotation is left
+    out below 9,984 vectors. Returns the factory to build and one sentence per change, empty
+    when nothing changed. Product quantizers also get the "np" suffix, without a sentence.
+    It skips FAISS's polysemous training, which only serves Hamming-threshold search (not
+    used here) and took 52 s for PQ32x8 on 2,000 vectors on a 2-core machine.
     """
     adjustments: list[str] = []
 
@@ -180,31 +188,42 @@ def fit_factory_to_training_size(factory: str, count: int) -> tuple[str, tuple[s
         subquantizers, bits = int(match.group(1)), int(match.group(2) or PQ_BITS)
         needed = MIN_POINTS_PER_CENTROID * 2**bits
         if count >= needed:
-            return match.group(0)
-        smaller = max(1, int(math.log2(max(1, count // MIN_POINTS_PER_CENTROID))))
+            return f"PQ{subquantizers}x{bits}np"
+        smaller = _trainable_bits(count)
         adjustments.append(
             f"PQ{subquantizers}x{bits} needs at least {needed:,} training vectors but only {count:,} are available; "
             f"using PQ{subquantizers}x{smaller}"
         )
-        return f"PQ{subquantizers}x{smaller}"
+        return f"PQ{subquantizers}x{smaller}np"
 
-    fitted = _IVF_PATTERN.sub(fewer_lists, factory, count=1)
+    def without_rotation(match: re.Match) -> str:
+        if count >= OPQ_MIN_VECTORS:
+            return match.group(0)
+        adjustments.append(
+            f"OPQ{match.group(1)} trains 8-bit codebooks that need at least {OPQ_MIN_VECTORS:,} training vectors but "
+            f"only {count:,} are available; leaving the rotation out"
+        )
+        return ""
+
+    fitted = _OPQ_PATTERN.sub(without_rotation, factory)
+    fitted = _IVF_PATTERN.sub(fewer_lists, fitted, count=1)
     fitted = _PQ_PATTERN.sub(fewer_bits, fitted)
     return fitted, tuple(adjustments)
 
 
 def estimate_index_bytes(factory: str, count: int, dim: int) -> int | None:
-    """Estimate the memory in bytes of ``factory`` holding ``count`` vectors, or None if unrecognised.
+    """Estimate the memory in bytes of ``factory`` with ``count`` vectors, or return None if unrecognised.
 
-    The estimates count vector storage, ids, graph links, centroids and rotation matrices,
-    the terms that grow with the collection; allocator overhead is not included.
+    The estimates count vector storage, ids, graph links, centroids and rotation matrices.
+    They leave out allocator overhead.
     """
     floats = 4 * dim
     if factory == "Flat":
         return count * (floats + ID_MAP_BYTES)
     hnsw = re.fullmatch(r"HNSW(\d+)(?:,Flat)?", factory)
     if hnsw:
-        # Level 0 stores 2 * M int32 links per vector, and upper levels add about 1 / M of that.
+        # Level 0 stores 2 * M int32 links per vector. Upper levels, offsets and level numbers
+        # add a few percent (an estimate).
         links = int(4 * 2 * int(hnsw.group(1)) * 1.05)
         return count * (floats + links + ID_MAP_BYTES)
     ivf = _IVF_PATTERN.search(factory)
@@ -213,7 +232,7 @@ def estimate_index_bytes(factory: str, count: int, dim: int) -> int | None:
     centroids = int(ivf.group(1)) * floats
     if re.fullmatch(r"IVF\d+,Flat", factory):
         return count * (floats + ID_BYTES) + centroids
-    quantized = re.fullmatch(r"(?:OPQ(\d+)(?:_\d+)?,)?IVF\d+,PQ(\d+)(?:x(\d+))?", factory)
+    quantized = re.fullmatch(r"(?:OPQ(\d+)(?:_\d+)?,)?IVF\d+,PQ(\d+)(?:x(\d+))?(?:np)?", factory)
     if quantized:
         subquantizers, bits = int(quantized.group(2)), int(quantized.group(3) or PQ_BITS)
         code_bytes = math.ceil(subquantizers * bits / 8)
@@ -223,25 +242,28 @@ def estimate_index_bytes(factory: str, count: int, dim: int) -> int | None:
     return None
 
 
-def kind_of_factory(factory: str) -> str:
-    """Return how an index built from ``factory`` handles ids: "flat", "hnsw", "ivf" or "other"."""
-    if "IVF" in factory:
-        return "ivf"
-    if "HNSW" in factory:
-        return "hnsw"
-    if factory == "Flat":
-        return "flat"
-    return "other"
+def check_factory(factory: str, dim: int) -> str:
+    """Build an empty ``factory`` index to check the string, and return its kind (see ``_faiss.kind_of_index``)."""
+    faiss = import_faiss()
+    if "IDMap" in factory:
+        raise ValueError(
+            f"index spec {factory!r} contains IDMap; leave it out, because polyfuse adds the id map that the index type needs"
+        )
+    try:
+        index = faiss.index_factory(int(dim), factory)
+    except RuntimeError as error:
+        raise ValueError(
+            f"invalid FAISS factory string {factory!r} for dimension {dim}: {faiss_reason(error)}. "
+            f"Examples: 'Flat', 'HNSW32', 'IVF1024,Flat', 'OPQ16,IVF1024,PQ16'"
+        ) from None
+    return kind_of_index(index)
 
 
 def _requested_spec(factory: str, count: int, dim: int, budget: int | None) -> IndexSpec:
     factory = factory.strip()
     if not factory:
         raise ValueError("index spec is empty; pass a FAISS factory string such as 'Flat', 'HNSW32' or 'IVF1024,Flat'")
-    if "IDMap" in factory:
-        raise ValueError(
-            f"index spec {factory!r} contains IDMap; leave it out, because polyfuse adds the id map that the index type needs"
-        )
+    check_factory(factory, dim)
     fitted, adjustments = fit_factory_to_training_size(factory, count)
     for adjustment in adjustments:
         logger.warning("Index spec %s: %s", factory, adjustment)
@@ -251,28 +273,37 @@ def _requested_spec(factory: str, count: int, dim: int, budget: int | None) -> I
             "Index spec %s needs about %s for %d vectors, above the memory budget of %s; building it as requested",
             fitted, format_size(estimated), count, format_size(budget),
         )
-    return IndexSpec(fitted, kind_of_factory(fitted), estimated, f"requested factory string {factory!r}", adjustments)
+    return IndexSpec(fitted, check_factory(fitted, dim), estimated, f"requested factory string {factory!r}", adjustments)
 
 
 def _quantized_spec(count: int, dim: int, nlist: int, budget: int | None) -> IndexSpec:
     candidates = [m for m in PQ_SUBQUANTIZERS if m <= dim and dim % m == 0]
     factory = ""
     estimated: int | None = None
+    # Fewer vectors than OPQ or 8-bit codebooks need get no rotation and smaller codebooks.
+    rotation = count >= OPQ_MIN_VECTORS
+    bits = PQ_BITS if count >= MIN_POINTS_PER_CENTROID * 2**PQ_BITS else _trainable_bits(count)
     for subquantizers in candidates:
-        fitted, adjustments = fit_factory_to_training_size(f"OPQ{subquantizers},IVF{nlist},PQ{subquantizers}", count)
-        factory, estimated = fitted, estimate_index_bytes(fitted, count, dim)
+        prefix = f"OPQ{subquantizers}," if rotation else ""
+        factory = f"{prefix}IVF{nlist},PQ{subquantizers}x{bits}np"
+        estimated = estimate_index_bytes(factory, count, dim)
         if _fits(estimated, budget):
             reason = (
                 f"product quantization: {count:,} vectors of dimension {dim} need about "
                 f"{format_size(estimate_index_bytes('Flat', count, dim))} uncompressed, above the memory budget "
                 f"of {format_size(budget)}"
             )
-            return IndexSpec(fitted, "ivf", estimated, reason, adjustments)
+            return IndexSpec(factory, "ivf", estimated, reason)
     raise ValueError(
         f"memory budget {format_size(budget)} is too small for {count:,} vectors of dimension {dim}: the smallest "
         f"index, {factory}, needs about {format_size(estimated)}. Raise the memory budget to at least that, "
         f"or index fewer records"
     )
+
+
+def _trainable_bits(count: int) -> int:
+    """Return the largest PQ bits, at most 8, whose 2**bits centroids ``count`` vectors can train."""
+    return min(PQ_BITS, max(1, int(math.log2(max(1, count // MIN_POINTS_PER_CENTROID)))))
 
 
 def _fits(estimated: int | None, budget: int | None) -> bool:
