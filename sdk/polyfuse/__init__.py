@@ -22,9 +22,14 @@ _EXPORTS = {
     "EncodeOutput": "encoding",
     "Encoder": "modality",
     "Experts": "fusion",
+    "FitOutput": "generator",
     "GaussianMixture": "posterior",
+    "GenerationCancelled": "generator",
+    "GenerationOutput": "generation.api",
+    "GenerationPipeline": "generation.api",
     "Generator": "generator",
     "GeneratorConfig": "generator",
+    "GeneratorTrainingConfig": "generation.training",
     "InvalidRecordError": "errors",
     "Manifest": "data.manifest",
     "Modality": "modality",
@@ -41,8 +46,11 @@ _EXPORTS = {
     "fuse": "fusion",
     "get_host": "plugins",
     "hookimpl": "hookspecs",
+    "load_generator": "generation.store",
     "read_manifest": "data.manifest",
+    "save_generator": "generation.store",
     "train": "training.run",
+    "train_generator": "generation.run",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -12,13 +12,13 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
 from .config import config_from_dict, config_to_dict
-from .errors import PolyfuseError, PolyfuseWarning
+from .errors import PolyfuseError
 
 if TYPE_CHECKING:
     from .data.dataset import PreparedDataset
@@ -82,10 +82,6 @@ class GenerationCancelled(PolyfuseError):
         super().__init__(f"generation cancelled by the step callback after step {completed_steps} of {total_steps}")
 
 
-class ModeCollapseWarning(PolyfuseWarning):
-    """Samples of a fitted generator cover too few of the modes of the real latents."""
-
-
 @dataclass
 class FitOutput:
     """Result of :meth:`Generator.fit`."""
@@ -110,8 +106,6 @@ class Generator(nn.Module, abc.ABC):
     config_class: ClassVar[type[GeneratorConfig]] = GeneratorConfig
     description: ClassVar[str] = ""
     trainable: ClassVar[bool] = True
-    # Keyword options that :meth:`sample` accepts, with their defaults.
-    sample_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, config: GeneratorConfig | None, latent_dim: int):
         super().__init__()
@@ -191,19 +185,23 @@ class Generator(nn.Module, abc.ABC):
         Raises :class:`GenerationCancelled` when ``callback`` returns False.
         """
 
+    def default_sample_options(self) -> dict[str, Any]:
+        """Return the keyword options that :meth:`sample` accepts, with their default values."""
+        return {}
+
     def resolve_sample_options(self, **options: Any) -> dict[str, Any]:
-        """Return every option of :meth:`sample` with defaults filled in, after checking the given ones.
+        """Return every option of :meth:`sample` with defaults filled in for missing or ``None`` ones.
 
         Unknown names raise ``TypeError`` listing the accepted ones; subclasses extend this
-        to check values.
+        to check values, so callers can validate before any work starts.
         """
-        unknown = sorted(set(options) - set(self.sample_defaults))
+        defaults = self.default_sample_options()
+        unknown = sorted(set(options) - set(defaults))
         if unknown:
-            accepted = ", ".join(sorted(self.sample_defaults)) or "none"
+            accepted = ", ".join(sorted(defaults)) or "none"
             raise TypeError(f"generator '{self.name}' does not accept option(s) {', '.join(unknown)}; accepted options: {accepted}")
-        resolved = dict(self.sample_defaults)
-        resolved.update({key: value for key, value in options.items() if value is not None})
-        return resolved
+        defaults.update({key: value for key, value in options.items() if value is not None})
+        return defaults
 
     def check_sample_inputs(self, num_samples: int, condition: Condition | None) -> None:
         """Raise ``ValueError`` unless ``num_samples`` >= 1 and ``condition`` has that many rows of ``latent_dim``."""

@@ -1,6 +1,6 @@
 """Generator training checkpoints: weights, every optimizer, random state and progress in one safetensors file.
 
-The format follows the VAE checkpoints of :mod:`polyfuse.training.checkpoint`, but holds
+The format follows the VAE checkpoints of :mod:`polyfuse.training.checkpoint`, but contains
 any number of named optimizers, because a GAN trains its generator and critic with
 separate ones. Everything that is not a tensor goes into the header as JSON, so resuming
 never unpickles anything, and the file is written atomically.

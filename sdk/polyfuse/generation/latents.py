@@ -1,4 +1,4 @@
-"""What generators train on: every modality's posterior (expert) per record, and the training pairs drawn from them.
+"""Training data of generators: every modality's posterior (expert) per record, and the training pairs drawn from them.
 
 A data set is encoded once, with the model in evaluation mode. Each training step then
 draws, per record, a target latent from the posterior of all its present modalities and a
@@ -59,10 +59,6 @@ class LatentDataset:
         )
         return LatentBatch(experts, self.fusion)
 
-    def target_means(self) -> torch.Tensor:
-        """Return the mean of each record's target posterior (N, D): the product of all its present experts."""
-        return product_of_experts(self.experts).mean
-
 
 @dataclass
 class TrainingPairs:
@@ -85,7 +81,7 @@ def encode_latent_dataset(
 ) -> LatentDataset:
     """Run every encoder of ``model`` over ``dataset`` and keep the experts of records that have a modality.
 
-    Fields of ``dataset`` that the model lacks raise ``ValueError``; records with no
+    Fields of ``dataset`` that the model lacks raise ``ValueError``. Records with no
     modality at all are left out, because they carry no latent to learn from.
     """
     model.check_fields(dataset.items)
@@ -109,7 +105,7 @@ def encode_latent_dataset(
 
     keep = experts.present.any(dim=1)
     if not bool(keep.any()):
-        raise ValueError(f"no record holds any of the model's fields ({', '.join(model.fields)}); check the manifest")
+        raise ValueError(f"no record contains any of the model's fields ({', '.join(model.fields)}); check the manifest")
     dropped = int((~keep).sum())
     if dropped:
         logger.info("Left out %d record(s) with none of the fields %s", dropped, ", ".join(model.fields))

@@ -1,6 +1,6 @@
-"""Training of latent generators: settings, the loop with checkpoints, and the manifest-to-model-folder run.
+"""Training of latent generators: the settings, and the loop with checkpoints and resuming.
 
-Batch order is a function of the seed and the epoch alone, and the checkpoint holds the
+Batch order is a function of the seed and the epoch alone, and the checkpoint contains the
 random-generator and optimizer states, so a run resumed after a kill reaches the same
 weights as one that was never interrupted.
 """
