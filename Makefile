@@ -17,13 +17,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -e ".[dev]"
 	touch $@
 
-# The main job: build the bundled handwritten-digits data set, train, encode the test split.
+# The main job: build a data set, train, index, retrieve, generate, evaluate and write
+# runs/demo/report.html. DATA_DIR=../shared/data runs it on the real paired digits instead
+# of scikit-learn's bundled digits.
 demo: install
-	$(BIN)/polyfuse datasets build sklearn-digits --out $(RUNS)/sklearn-digits/data
-	$(BIN)/polyfuse train --manifest $(RUNS)/sklearn-digits/data/train.jsonl \
-		--config $(RUNS)/sklearn-digits/data/polyfuse-train.json --out $(RUNS)/sklearn-digits/model
-	$(BIN)/polyfuse encode --model $(RUNS)/sklearn-digits/model \
-		--manifest $(RUNS)/sklearn-digits/data/test.jsonl --out $(RUNS)/sklearn-digits/test-latents.npz
+	$(BIN)/polyfuse demo --out $(RUNS)/demo $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 test: install
 	$(BIN)/pytest -q

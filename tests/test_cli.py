@@ -116,3 +116,12 @@ def test_recipes_without_fetch_do_not_offer_it(tmp_path):
     assert completed.returncode == 2
     assert "needs --source DIR (its source files)" in completed.stderr
     assert "or --fetch" not in completed.stderr
+
+
+def test_cli_reference_is_current():
+    from polyfuse.cli.reference import render_reference
+
+    from conftest import REPO
+
+    written = (REPO / "docs" / "cli.md").read_text()
+    assert written == render_reference(), "docs/cli.md is out of date: run python -m polyfuse.cli.reference > docs/cli.md"

@@ -126,3 +126,15 @@ def test_encode_output_saves_npz_without_pickle(tmp_path, tiny_model):
         assert saved["labels"].tolist() == ["3"]
         assert saved["mean"].shape == (1, 4)
         assert saved["mean_sensor"].shape == (1, 4)
+
+
+def test_saved_files_get_usual_permissions(tmp_path, tiny_model):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    tiny_model.save_pretrained(tmp_path / "model")
+    for path in (tmp_path / "model").iterdir():
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name

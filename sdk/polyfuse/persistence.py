@@ -18,6 +18,12 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+# mkstemp creates files readable by the owner only; written files get the usual permissions
+# instead, 0o666 minus the process umask (read once, because reading it means setting it).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary_path)``, fsync the result and rename it to ``path``.
@@ -32,6 +38,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     temporary_path = Path(temporary)
     try:
         write(temporary_path)
+        os.chmod(temporary_path, _FILE_MODE)
         _fsync_file(temporary_path)
         os.replace(temporary_path, path)
         _fsync_directory(path.parent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import warnings
@@ -37,10 +38,21 @@ def cli(verbose: int) -> None:
     warnings.formatwarning = _format_warning
 
 
+# One module per command; importing a module registers its command on the group.
+COMMAND_MODULES = (
+    "datasets", "demo", "encode", "eval_retrieval", "evaluate", "generate", "index", "plugins", "search", "train", "train_generator",
+)
+
+
+def load_commands() -> None:
+    """Import every command module so that its command is registered on :data:`cli`."""
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
+
+
 def main() -> None:
     """Run the CLI (the ``polyfuse`` console script)."""
-    from . import datasets, encode, plugins, train  # noqa: F401 - importing registers the commands
-
+    load_commands()
     cli(prog_name="polyfuse")
 
 
