@@ -78,3 +78,22 @@ def test_baselines_score_every_subset(trained):
     assert list(report.early_fusion) == ["image+sensor", "image", "sensor"]
     assert report.late_fusion["image"] == report.unimodal["image"]
     assert report.late_fusion["image+sensor"] > 0.5
+
+
+def test_early_fusion_dropout_keeps_one_present_field():
+    from polyfuse.evaluation.baselines import _dropout_mask
+    from polyfuse.modality import ModalityBatch
+
+    present = {
+        "image": torch.tensor([True, True, False, True] * 50),
+        "sensor": torch.tensor([True, False, True, True] * 50),
+    }
+    batch = {name: ModalityBatch(torch.zeros(200, 2), mask) for name, mask in present.items()}
+    keep = _dropout_mask(batch, ["image", "sensor"], 0.9, torch.Generator().manual_seed(0))
+    kept = torch.stack([keep["image"], keep["sensor"]], dim=1)
+    assert kept.any(dim=1).all()
+    assert not (keep["image"] & ~present["image"]).any()
+    assert not (keep["sensor"] & ~present["sensor"]).any()
+    # At a rate of 0.9 most records with both fields lose one of them.
+    both = present["image"] & present["sensor"]
+    assert (kept[both].sum(dim=1) == 1).float().mean() > 0.5

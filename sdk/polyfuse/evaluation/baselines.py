@@ -4,7 +4,8 @@
 * late fusion: the average of the unimodal classifiers' class probabilities over the
   modalities a record has;
 * early fusion: one network over the concatenated backbone features of all modalities,
-  with zeros and a presence flag for a missing modality, trained on complete records.
+  with zeros and a presence flag for a missing modality. It is trained with the same
+  modality dropout as the VAE, so it has seen records with modalities missing.
 
 All are scored on every subset of modalities, so they can be set against the fused probe
 under missing modalities.
@@ -54,14 +55,21 @@ class EarlyFusionClassifier(nn.Module):
         self.head = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(), nn.Linear(hidden, len(self.classes)))
         self.feature_dims = {name: modality.config.feature_dim for name, modality in modalities.items()}
 
-    def forward(self, batch: Mapping[str, ModalityBatch], fields: Sequence[str] | None = None) -> torch.Tensor:
-        """Return class logits (B, classes); fields outside ``fields`` count as missing."""
+    def forward(
+        self,
+        batch: Mapping[str, ModalityBatch],
+        fields: Sequence[str] | None = None,
+        keep: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Return class logits (B, classes); fields outside ``fields``, and rows where ``keep[field]`` is False, count as missing."""
         used = set(self.fields if fields is None else fields)
         size = next(iter(batch.values())).batch_size
         parts, flags = [], []
         for name in self.fields:
             features = torch.zeros(size, self.feature_dims[name])
             present = batch[name].present if name in used else torch.zeros(size, dtype=torch.bool)
+            if keep is not None:
+                present = present & keep[name]
             rows = present.nonzero(as_tuple=True)[0]
             if rows.numel():
                 selected = batch[name].select(rows)
@@ -75,8 +83,13 @@ def train_early_fusion(
     modalities: Mapping[str, Modality],
     dataset: PreparedDataset,
     config: ClassifierConfig,
+    modality_dropout: float = 0.5,
 ) -> EarlyFusionClassifier:
-    """Train the early-fusion network on the labelled records of ``dataset``."""
+    """Train the early-fusion network on the labelled records of ``dataset``.
+
+    Each present modality of a training record is hidden with probability
+    ``modality_dropout``, never the record's last one, as the VAE's training does.
+    """
     labels = dataset.labels
     classes = sorted(set(labels), key=lambda label: (str(type(label)), label))
     targets = torch.tensor([classes.index(label) for label in labels])
@@ -93,7 +106,8 @@ def train_early_fusion(
             batch = dataset.batch(rows, modalities)
             if config.augment:
                 batch = {name: modalities[name].augment(value, random) for name, value in batch.items()}
-            loss = F.cross_entropy(network(batch), targets[rows])
+            keep = _dropout_mask(batch, network.fields, modality_dropout, random)
+            loss = F.cross_entropy(network(batch, keep=keep), targets[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -121,7 +135,7 @@ def evaluate_baselines(
     for name in fields:
         report.unimodal[name] = float(np.mean(probabilities[name].argmax(1) == labels))
 
-    # 2. Early fusion, trained once on complete records.
+    # 2. Early fusion, trained once with modality dropout.
     early = train_early_fusion(modalities, train, config)
     with torch.no_grad():
         for subset in all_subsets(fields):
@@ -131,6 +145,19 @@ def evaluate_baselines(
             report.early_fusion[subset_name(subset)] = float(np.mean(logits.argmax(1).numpy() == labels))
     logger.info("Baselines: unimodal %s, late %s, early %s", report.unimodal, report.late_fusion, report.early_fusion)
     return report
+
+
+def _dropout_mask(batch: Mapping[str, ModalityBatch], fields: Sequence[str], rate: float, random: torch.Generator) -> dict[str, torch.Tensor]:
+    """Return per field a (B,) mask that hides each present value with probability ``rate`` and keeps at least one per row."""
+    present = torch.stack([batch[name].present for name in fields], dim=1)  # (B, F)
+    keep = present & (torch.rand(present.shape, generator=random) >= rate)
+    empty = ~keep.any(dim=1) & present.any(dim=1)
+    if empty.any():
+        # Restore one present field, chosen at random, in rows that lost every field.
+        scores = torch.rand(present.shape, generator=random).masked_fill(~present, -1.0)
+        chosen = F.one_hot(scores.argmax(dim=1), len(fields)).bool()
+        keep = keep | (chosen & empty.unsqueeze(1))
+    return {name: keep[:, index] for index, name in enumerate(fields)}
 
 
 @torch.no_grad()
