@@ -151,6 +151,46 @@ def test_missing_generator_names_the_training_command(trained):
     assert "polyfuse train-generator --model" in message
 
 
+
+def test_unregistered_generator_lists_types(trained):
+    model_dir, _ = trained
+    with pytest.raises(CheckpointError) as caught:
+        GenerationPipeline.from_pretrained(model_dir, generator="flow")
+    message = str(caught.value)
+    assert "no generator type of that name is installed" in message
+    assert "--generator TYPE --name flow" in message
+    assert "TYPE one of: diffusion, gan" in message
+
+
+def test_missing_input_file_has_no_skip_hint(trained, tmp_path):
+    from polyfuse.errors import InvalidRecordError
+
+    model_dir, _ = trained
+    pipeline = GenerationPipeline.from_pretrained(model_dir, generator="vae")
+    with pytest.raises(InvalidRecordError) as caught:
+        pipeline({"image": str(tmp_path / "missing.png")}, num_samples=1, seed=0)
+    message = str(caught.value)
+    assert "file not found" in message
+    assert "skip" not in message
+
+
+def test_encode_skips_invalid_records_on_request(trained, tmp_path, monkeypatch):
+    from polyfuse import MultimodalVAE
+    from polyfuse.errors import InvalidRecordError
+
+    model_dir, _ = trained
+    model = MultimodalVAE.from_pretrained(model_dir)
+    monkeypatch.chdir(tmp_path)
+    records = [{"text": "two"}, {"image": "missing.png"}]
+    with pytest.raises(InvalidRecordError) as caught:
+        model.encode(records)
+    assert f"resolved against {tmp_path}" in str(caught.value)
+    assert "pass skip_invalid=True" in str(caught.value)
+    output = model.encode(records, skip_invalid=True)
+    assert output.mean.shape[0] == 1
+    assert len(output.skipped) == 1
+
+
 # -- command line ----------------------------------------------------------------
 
 

@@ -23,7 +23,11 @@ from .errors import ChecksumError, SourceError
 
 logger = logging.getLogger(__name__)
 
-SOURCE_FIX = "Point --source at a folder that holds the original files, or use --fetch to download and convert them"
+# The recipes run from 'polyfuse datasets build' (--source, --fetch) and from 'polyfuse demo' (--data-dir).
+SOURCE_FIX = (
+    "Point the source folder (--source, or --data-dir of 'polyfuse demo') at a folder that holds the original files, "
+    "or run 'polyfuse datasets build' with --fetch to download and convert them"
+)
 
 
 @dataclass(frozen=True)

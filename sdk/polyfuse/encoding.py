@@ -117,9 +117,11 @@ def encode_records(
     """Encode records given as dicts (field to path or in-memory value) or as manifest records."""
     fields = model.fields if fields is None else model.check_fields(fields)
     if records and not isinstance(records[0], Record):
-        records = records_from_values(records)  # type: ignore[arg-type]  # dicts checked inside
+        records = records_from_values(records, Path.cwd())  # type: ignore[arg-type]  # dicts checked inside
     modalities = {name: model.modalities[name] for name in fields}
-    dataset = prepare_records(records, modalities, skip_invalid=skip_invalid, progress=progress)  # type: ignore[arg-type]
+    dataset = prepare_records(
+        records, modalities, skip_invalid=skip_invalid, progress=progress, skip_hint="To skip invalid records instead, pass skip_invalid=True"  # type: ignore[arg-type]
+    )
     return encode_prepared(model, dataset, fields, batch_size=batch_size, progress=progress)
 
 

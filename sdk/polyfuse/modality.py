@@ -48,6 +48,12 @@ class RecordSource:
     def error(self, field: str, reason: str, value: object = None, fix: str | None = None) -> InvalidRecordError:
         return InvalidRecordError(reason, source=self.description, field=field, value=value, fix=fix)
 
+    def _relative_to(self) -> str:
+        """Describe the folder that relative paths of this source resolve against, for error messages."""
+        if self.base_dir is None:
+            return "the working directory"
+        return f"{self.base_dir}"
+
     def resolve_file(self, value: str | Path, field: str) -> Path:
         """Resolve a path against ``base_dir`` and check that it is a readable, non-empty file."""
         path = Path(value).expanduser()
@@ -55,7 +61,7 @@ class RecordSource:
             path = self.base_dir / path
         path = path.resolve()
         if not path.exists():
-            raise self.error(field, "file not found", path, "Check the path; relative paths are resolved against the manifest's folder")
+            raise self.error(field, "file not found", path, f"Check the path; relative paths are resolved against {self._relative_to()}")
         if not path.is_file():
             raise self.error(field, "not a regular file", path, "Point the field at a file, not a folder")
         if path.stat().st_size == 0:

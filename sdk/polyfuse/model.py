@@ -150,15 +150,18 @@ class MultimodalVAE(nn.Module):
         fields: Iterable[str] | None = None,
         *,
         batch_size: int = 256,
+        skip_invalid: bool = False,
         progress: bool = False,
     ) -> EncodeOutput:
         """Encode records (dicts of field to path or in-memory value) into the shared latent.
 
-        See :func:`polyfuse.encoding.encode_records` for the returned fields.
+        Relative paths are resolved against the working directory. With ``skip_invalid`` an
+        invalid record is left out and listed in ``skipped``. See
+        :func:`polyfuse.encoding.encode_records` for the returned fields.
         """
         from .encoding import encode_records
 
-        return encode_records(self, records, fields, batch_size=batch_size, progress=progress)
+        return encode_records(self, records, fields, batch_size=batch_size, skip_invalid=skip_invalid, progress=progress)
 
     def check_fields(self, fields: Iterable[str]) -> tuple[str, ...]:
         """Return ``fields`` as a tuple, raising ``ValueError`` for names the model lacks."""

@@ -28,6 +28,27 @@ def demo_command(data_dir, out, epochs, generator_epochs, threads, seed, quiet) 
 
     config = DemoConfig(data_dir=data_dir, out=out, epochs=epochs, generator_epochs=generator_epochs, threads=threads, seed=seed)
     output = run_demo(config, progress=not quiet, on_step=lambda name: click.echo(f"== {name}", err=True))
+    for line in headline(output.results):
+        click.echo(line)
     click.echo(f"Report: {output.report}")
-    click.echo(f"Figures: {output.results}")
+    click.echo(f"Metrics (JSON): {output.results}")
     click.echo(f"Finished in {output.seconds:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in output.timings.items())})")
+
+
+def headline(results_path: Path) -> list[str]:
+    """Return a few lines with the main figures of the demo's report.json."""
+    import json
+
+    results = json.loads(results_path.read_text(encoding="utf-8"))["results"]
+    lines = []
+    classification = results.get("classification", {})
+    if classification:
+        everything = max(classification, key=lambda subset: subset.count("+"))
+        lines.append(f"Classification from the fused latent ({everything}), linear probe: {classification[everything]['probe']:.3f}")
+    for name, measured in results.get("coherence", {}).get("generators", {}).items():
+        pairs = ", ".join(f"{pair} {value:.2f}" for pair, value in measured.get("pairs", {}).items())
+        lines.append(f"Coherence of generator '{name}': {pairs}; joint {measured.get('joint', float('nan')):.2f}")
+    cross = [pair for pair in results.get("retrieval", {}).get("pairs", []) if pair["query"] != [pair["target"]] and pair["target"] != "fused"]
+    if cross:
+        lines.append("Cross-modal retrieval mAP@10: " + ", ".join(f"{'+'.join(pair['query'])} -> {pair['target']} {pair['map_at_10']:.3f}" for pair in cross[:6]))
+    return lines

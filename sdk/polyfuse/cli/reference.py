@@ -21,7 +21,9 @@ def render_reference() -> str:
         "Generated from `polyfuse --help` by `python -m polyfuse.cli.reference`; do not edit by hand.",
         "",
     ]
-    context = click.Context(cli, info_name="polyfuse", max_content_width=100, terminal_width=100)
+    # The root's context settings (for example -h as a help option) reach every subcommand's context.
+    settings = {**cli.context_settings, "max_content_width": 100, "terminal_width": 100}
+    context = click.Context(cli, info_name="polyfuse", **settings)
     lines += _section(cli, context, "polyfuse", level=2)
     return "\n".join(lines).rstrip() + "\n"
 

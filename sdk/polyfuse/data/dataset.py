@@ -60,6 +60,10 @@ class PreparedDataset:
         return {name: modalities[name].collate([self.items[name][i] for i in indices]) for name in self.items}
 
 
+# Added to the fix of an invalid record by the commands and functions that can skip records.
+SKIP_INVALID_HINT = "To skip invalid records instead, pass --skip-invalid (skip_invalid=True)"
+
+
 def prepare_records(
     records: Sequence[Record],
     modalities: Mapping[str, Modality],
@@ -68,12 +72,14 @@ def prepare_records(
     workers: int | None = None,
     progress: bool = True,
     description: str = "Reading records",
+    skip_hint: str | None = SKIP_INVALID_HINT,
 ) -> PreparedDataset:
     """Load and preprocess every modality field of every record.
 
     A record whose values are all absent is kept: it trains the prior only. With
     ``skip_invalid`` an invalid record is dropped with a :class:`SkippedRecordWarning`
-    naming it; otherwise its :class:`InvalidRecordError` propagates.
+    naming it; otherwise its :class:`InvalidRecordError` propagates, with ``skip_hint``
+    added to its fix. Callers that offer no way to skip records pass ``skip_hint=None``.
     """
     workers = workers or min(4, os.cpu_count() or 1)
 
@@ -92,7 +98,7 @@ def prepare_records(
     for record, result in zip(records, results):
         if isinstance(result, InvalidRecordError):
             if not skip_invalid:
-                raise result.with_fix("To skip invalid records instead, pass --skip-invalid (skip_invalid=True)")
+                raise result.with_fix(skip_hint) if skip_hint else result
             skipped.append(SkippedRecord(record.id, record.source.description, str(result)))
             warnings.warn(f"skipped record '{record.id}': {result}", SkippedRecordWarning, stacklevel=2)
             continue

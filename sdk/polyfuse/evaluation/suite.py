@@ -96,7 +96,9 @@ def load_evaluation_data(
     modalities = {name: model.modalities[name] for name in fields}
 
     def prepare(manifest: str | Path, split: str) -> PreparedDataset:
-        dataset = prepare_records(read_manifest(manifest).records, modalities, progress=progress, description=f"Reading {split}")
+        dataset = prepare_records(
+            read_manifest(manifest).records, modalities, progress=progress, description=f"Reading {split}", skip_hint=None
+        )
         unlabelled = [record.id for record in dataset.records if record.label is None]
         if unlabelled:
             raise ValueError(

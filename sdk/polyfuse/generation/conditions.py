@@ -56,6 +56,6 @@ def encode_condition(
 
     prepared = records_from_values(records, Path(base_dir).resolve() if base_dir is not None else Path.cwd())
     modalities = {name: model.modalities[name] for name in fields}
-    dataset = prepare_records(prepared, modalities, progress=False, description="Reading inputs")
+    dataset = prepare_records(prepared, modalities, progress=False, description="Reading inputs", skip_hint=None)
     batch = dataset.batch(range(len(dataset)), modalities)
     return condition_from_batch(model, batch, fields)

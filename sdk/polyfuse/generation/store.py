@@ -200,6 +200,15 @@ def resolve_generator(
         return generator.to(device).eval()
     saved = ", ".join(saved_generators(model_dir)) or "none"
     untrained = ", ".join(entry.name for entry in registry if not entry.cls.trainable) or "none"
+    if name not in registry:
+        # The name may be a --name for a generator of a registered type that is not trained yet.
+        types = ", ".join(sorted(entry.name for entry in registry if entry.cls.trainable)) or "none"
+        raise CheckpointError(
+            f"no generator '{name}' is saved in {model_dir} (saved: {saved}; usable without training: {untrained}), "
+            f"and no generator type of that name is installed; train one under that name with "
+            f"'polyfuse train-generator --model {model_dir} --generator TYPE --name {name} --manifest TRAIN.jsonl', "
+            f"with TYPE one of: {types}"
+        )
     raise CheckpointError(
         f"no generator '{name}' is saved in {model_dir} (saved: {saved}; usable without training: {untrained}); "
         f"train it with 'polyfuse train-generator --model {model_dir} --generator {name} --manifest TRAIN.jsonl'"
