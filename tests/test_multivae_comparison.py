@@ -44,7 +44,7 @@ def data(bench, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config(bench):
-    return bench.ComparisonConfig(epochs=1, threads=1, snapshot_epochs=(1,), throughput_epochs=1, classifier_epochs=1, joint_samples=12)
+    return bench.ComparisonConfig(epochs=1, threads=1, snapshot_epochs=(1,), throughput_epochs=1, classifier_epochs=1, joint_samples=12, generator_epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +115,9 @@ def test_full_comparison_reports_ratios(bench, data, config, tmp_path):
     table = bench.markdown(report)
     assert "| probe accuracy, fused |" in table
     assert "Throughput ratio (interleaved phases): polyfuse / MoPoE" in table
+    assert list(report["models"]) == ["polyfuse", "polyfuse+diffusion", "MoPoE", "MMVAE+"]
+    assert report["training"]["polyfuse+diffusion"]["seconds"] > report["training"]["polyfuse"]["seconds"]
+    assert "| measure | polyfuse | polyfuse+diffusion | MoPoE | MMVAE+ |" in table
 
 
 def test_time_to_quality_picks_first_snapshot_at_target(bench):
