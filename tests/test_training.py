@@ -153,3 +153,19 @@ def test_training_is_reproducible_with_seed(tmp_path):
     first = train(manifest, tmp_path / "a", config, progress=False).model.state_dict()
     second = train(manifest, tmp_path / "b", config, progress=False).model.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_rerun_of_finished_run_keeps_training_time(tmp_path):
+    manifest = write_tiny_dataset(tmp_path / "data", count=24)
+    run_config = RunConfig.from_dict(tiny_run_config(epochs=2))
+    first = train(manifest, tmp_path / "model", run_config, progress=False)
+    summary = json.loads((tmp_path / "model" / "config.json").read_text())["training_summary"]
+    assert first.total_seconds > 0
+    assert summary["seconds"] == pytest.approx(first.total_seconds, abs=1e-3)
+    assert summary["samples_per_second"] > 0
+
+    again = train(manifest, tmp_path / "model", run_config, progress=False)
+    rerun_summary = json.loads((tmp_path / "model" / "config.json").read_text())["training_summary"]
+    assert again.resumed_from_step == first.steps
+    assert again.total_seconds >= first.total_seconds
+    assert rerun_summary["samples_per_second"] == pytest.approx(summary["samples_per_second"], rel=0.5)

@@ -34,6 +34,7 @@ class TrainingState:
     step: int = 0  # optimizer steps taken
     history: list[dict[str, float]] = field(default_factory=list)  # mean loss terms per finished epoch
     finished: bool = False
+    seconds: float = 0.0  # training wall time summed over every run that reached an epoch end
 
 
 def save_checkpoint(

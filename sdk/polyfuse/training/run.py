@@ -118,7 +118,8 @@ def _summary(output: TrainOutput, manifest: Path, records: int) -> dict:
         "manifest": str(manifest),
         "steps": output.steps,
         "records": records,
-        "seconds": round(output.seconds, 3),
-        "samples_per_second": round(output.samples_per_second, 1),
+        # Over the whole run, resumed calls included, so a rerun that finds the run finished keeps them.
+        "seconds": round(output.total_seconds, 3),
+        "samples_per_second": round(len(output.history) * records / output.total_seconds, 1) if output.total_seconds > 0 else 0.0,
         "final_epoch": output.history[-1] if output.history else {},
     }

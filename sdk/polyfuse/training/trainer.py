@@ -39,6 +39,7 @@ class TrainOutput:
     seconds: float  # wall time of this call, excluding data loading
     samples_per_second: float  # records per second over the steps of this call
     skipped: list[SkippedRecord] = field(default_factory=list)
+    total_seconds: float = 0.0  # wall time of every call that trained this run, resumed ones included
 
 
 class Trainer:
@@ -79,14 +80,16 @@ class Trainer:
             torch.set_num_threads(config.num_threads)
         self.model.to(self.device)
         state, resumed_from = self._initial_state(resume)
-        started, first_step = time.perf_counter(), state.step
+        started, first_step, earlier_seconds = time.perf_counter(), state.step, state.seconds
 
         for epoch in range(state.epoch, config.epochs):
             self._train_epoch(epoch, state)
             state.epoch, state.batch = epoch + 1, 0
+            state.seconds = earlier_seconds + time.perf_counter() - started
             self._save(state)
 
         state.finished = True
+        state.seconds = earlier_seconds + time.perf_counter() - started
         self._save(state)
         seconds = time.perf_counter() - started
         samples = (state.step - first_step) * config.batch_size
@@ -99,6 +102,7 @@ class Trainer:
             seconds=seconds,
             samples_per_second=min(samples, len(self.dataset) * config.epochs) / seconds if seconds > 0 else 0.0,
             skipped=list(self.dataset.skipped),
+            total_seconds=state.seconds,
         )
 
     def _initial_state(self, resume: bool) -> tuple[TrainingState, int | None]:
