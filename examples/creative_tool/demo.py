@@ -1,10 +1,11 @@
-"""Run the creative-tool studio end to end: train a small model (or load one), generate images from a caption, cancel a run.
+"""Run the creative-tool studio end to end: train or load a model, generate images from a caption, and cancel a request.
 
     python examples/creative_tool/demo.py --out runs/creative-tool
     python examples/creative_tool/demo.py --out runs/creative-tool --model runs/demo-digits/model --audio clip.wav
 
-Without ``--model`` it builds scikit-learn's bundled digits with captions, trains a model on
-images and text and a diffusion generator over its latent space, all under ``--out``.
+Without ``--model``, the demo builds scikit-learn's bundled digits data set with captions under
+``--out``. It then trains a model on the images and captions, followed by a diffusion generator
+over the model's latent space.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from polyfuse import GeneratorTrainingConfig, PolyfuseError, RunConfig, get_host
 from studio import Creation, SoundAndImageStudio
 
 SUMMARY_NAME = "creative-tool.json"
-RECIPE = "sklearn-digits"  # ships with scikit-learn, so the demo needs no download
+RECIPE = "sklearn-digits"  # The data ships with scikit-learn, so the demo downloads nothing.
 GENERATOR = "diffusion"
 
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.cancel_after >= args.steps:
-        parser.error(f"--cancel-after must be below --steps ({args.steps}) so that Stop lands before the last step, got {args.cancel_after}")
+        parser.error(f"--cancel-after must be below --steps ({args.steps}) so that Stop is pressed before the last step, got {args.cancel_after}")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out
@@ -46,35 +47,38 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="folder for the data set, the model, the PNG files and creative-tool.json")
-    parser.add_argument("--model", type=Path, help="trained model folder with a saved 'diffusion' generator; skips building and training")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for the data set, the model, the PNG files and creative-tool.json")
+    parser.add_argument("--model", type=Path, help="trained model folder with a saved 'diffusion' generator (skips building the data set and training)")
     parser.add_argument("--caption", default="a handwritten seven", help="caption to generate images from")
-    parser.add_argument("--audio", type=Path, help="sound file to generate images from too (needs a model with an 'audio' field)")
-    parser.add_argument("--samples", type=int, default=4, help="images per request")
-    parser.add_argument("--steps", type=int, default=25, help="denoising steps per request")
-    parser.add_argument("--cancel-after", type=int, default=2, help="step after which the cancellation demo presses Stop")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs of the model (without --model)")
-    parser.add_argument("--generator-epochs", type=int, default=150, help="training epochs of the diffusion generator (without --model)")
-    parser.add_argument("--limit", type=int, help="at most this many records per split, balanced over digits (without --model)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data split, training and sampling")
+    parser.add_argument("--audio", type=Path, help="sound file to also generate images from (requires a model with an 'audio' field)")
+    parser.add_argument("--samples", type=int, default=4, help="number of images per request")
+    parser.add_argument("--steps", type=int, default=25, help="number of denoising steps per request")
+    parser.add_argument("--cancel-after", type=int, default=2, help="step after which the cancellation demo presses Stop (must be below --steps)")
+    parser.add_argument("--epochs", type=int, default=30, help="number of training epochs for the model (ignored with --model)")
+    parser.add_argument("--generator-epochs", type=int, default=150, help="number of training epochs for the diffusion generator (ignored with --model)")
+    parser.add_argument("--limit", type=int, help="maximum number of records per split, balanced over digits (ignored with --model)")
+    parser.add_argument("--threads", type=int, default=0, help="number of torch CPU threads (0 keeps torch's default)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the data split, training and sampling")
     return parser
 
 
 def train_small_model(out: Path, args: argparse.Namespace) -> Path:
-    """Build the digits data set, train a model on images and captions, then a diffusion generator; return the model folder."""
-    # 1. Real files plus train and test manifests.
+    """Build the digits data set, train a model on its images and captions, then train a diffusion generator.
+
+    Return the model folder, which also contains the saved generator.
+    """
+    # 1. Write the data set files and the train and test manifests.
     print(f"Building the {RECIPE} data set in {out / 'data'}")
     built = get_host().datasets.get(RECIPE)().build(out / "data", seed=args.seed, limit=args.limit)
     train_manifest = built.manifests["train"]
 
-    # 2. The multimodal VAE, with the settings the recipe suggests.
+    # 2. Train the multimodal VAE with the settings that the recipe suggests.
     model_dir = out / "model"
     print(f"Training the model on {built.counts['train']} records for {args.epochs} epochs")
     run_config = RunConfig.from_file(built.config).with_training(epochs=args.epochs, num_threads=args.threads, seed=args.seed)
     train(train_manifest, model_dir, run_config)
 
-    # 3. The diffusion generator over the model's shared latent space.
+    # 3. Train the diffusion generator over the model's shared latent space.
     print(f"Training the {GENERATOR} generator for {args.generator_epochs} epochs")
     training = GeneratorTrainingConfig(epochs=args.generator_epochs, num_threads=args.threads, seed=args.seed)
     train_generator(model_dir, GENERATOR, train_manifest, training=training)
@@ -82,32 +86,39 @@ def train_small_model(out: Path, args: argparse.Namespace) -> Path:
 
 
 def run_studio(model_dir: Path, out: Path, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Use the studio the way a host application does, and write what it produced."""
-    # 1. Load once, at start-up.
+    """Call the studio the way a host application does, save the samples and write the summary JSON."""
+    # 1. Load the studio once, at start-up.
     try:
         studio = SoundAndImageStudio.load(model_dir, generator=GENERATOR, num_inference_steps=args.steps)
+    except PolyfuseError:
+        # Some polyfuse errors, such as ConfigError, are also ValueErrors. They are not about
+        # --steps, so main() reports them.
+        raise
     except ValueError as error:
-        parser.error(f"--steps {args.steps} does not suit the saved generator: {error}")
+        parser.error(f"--steps {args.steps} is invalid for the saved generator: {error}")
     if args.audio is not None and "audio" not in studio.fields:
-        parser.error(f"--audio needs a model with an 'audio' field; {model_dir} has {', '.join(studio.fields)}")
+        parser.error(
+            f"--audio requires a model with an 'audio' field, but {model_dir} has only {', '.join(studio.fields)}; "
+            "leave out --audio or pass a model trained on audio"
+        )
     summary: dict = {"model": str(model_dir.resolve()), "generator": GENERATOR, "steps": args.steps}
 
-    # 2. Images from the caption, with a progress line.
+    # 2. Generate images from the caption, with a progress line.
     creation = studio.image_from(text=args.caption, num_samples=args.samples, seed=args.seed, on_progress=ProgressLine(f"image from {args.caption!r}"))
     summary["image_from_caption"] = describe(creation, studio, out / "image-from-caption")
 
-    # 3. Images from a sound, when the model has audio.
+    # 3. Generate images from a sound, if --audio is given.
     if args.audio is not None:
         from_sound = studio.image_from(audio=args.audio.resolve(), num_samples=args.samples, seed=args.seed, on_progress=ProgressLine(f"image from {args.audio.name}"))
         summary["image_from_audio"] = describe(from_sound, studio, out / "image-from-audio")
 
-    # 4. The model's own caption of the first image, which closes the loop text -> image -> text.
+    # 4. Caption the first image with the model, which closes the loop text -> image -> text.
     if "text" in studio.fields:
         caption = studio.caption_from(image=creation.values[0], seed=args.seed, on_progress=ProgressLine("caption of image 0"))
         summary["caption_of_first_image"] = caption.values[0]
         print(f"The model captions the first image as {caption.values[0]!r}")
 
-    # 5. A request that the user stops half-way.
+    # 5. Run a request that the user stops part-way through.
     cancelled = generate_then_press_stop(studio, args.caption, args.cancel_after, args.seed)
     summary["cancelled_request"] = {
         "cancelled": cancelled.cancelled,
@@ -125,7 +136,7 @@ def run_studio(model_dir: Path, out: Path, args: argparse.Namespace, parser: arg
 
 
 def describe(creation: Creation, studio: SoundAndImageStudio, folder: Path) -> dict:
-    """Save a finished creation and return what the summary records about it."""
+    """Save a finished creation under ``folder`` and return its summary entry (files, seed, steps, seconds)."""
     written = studio.save(creation, folder)
     files = [str(path) for path in written.files[creation.target]]
     print(f"Wrote {len(files)} {creation.target} files to {folder} in {creation.seconds:.2f} s (seed {creation.seed})")
@@ -133,20 +144,25 @@ def describe(creation: Creation, studio: SoundAndImageStudio, folder: Path) -> d
 
 
 def generate_then_press_stop(studio: SoundAndImageStudio, caption: str, stop_after: int, seed: int) -> Creation:
-    """Generate on a worker thread, as a UI does, and set the cancel event from the UI thread after ``stop_after`` steps."""
+    """Generate one image on a worker thread, as a UI application does, and press Stop after ``stop_after`` steps.
+
+    Stop sets the cancel event from the calling thread, which plays the UI thread. Return the
+    resulting creation, which is cancelled unless sampling finished first.
+    """
     cancel = threading.Event()
     updates: queue.Queue[tuple[int, int]] = queue.Queue()
     line = ProgressLine("request the user stops")
 
     def report(step: int, total_steps: int) -> None:
-        # Runs on the worker thread. Waiting until the UI thread has handled the update
-        # makes the demo repeatable: Stop is pressed before the next step starts.
+        # Runs on the worker thread. It blocks until the UI thread has handled the update, so
+        # Stop is always pressed before the next step starts and the demo is repeatable.
         updates.put((step, total_steps))
         updates.join()
 
     with ThreadPoolExecutor(max_workers=1) as worker:
         request = worker.submit(studio.image_from, text=caption, seed=seed, on_progress=report, cancel=cancel)
-        # The UI thread's event loop: draw progress, and press Stop at the chosen step.
+        # This loop acts as the UI thread's event loop. It draws the progress and presses Stop
+        # once step ``stop_after`` is done.
         while not request.done():
             try:
                 step, total_steps = updates.get(timeout=0.1)
@@ -162,14 +178,14 @@ def generate_then_press_stop(studio: SoundAndImageStudio, caption: str, stop_aft
 
 
 class ProgressLine:
-    """A text progress bar on stdout: redrawn in place on a terminal, printed once at the end otherwise."""
+    """Text progress bar on stdout, redrawn in place on a terminal and printed once at the end otherwise."""
 
-    WIDTH = 20  # characters of the bar
+    WIDTH = 20  # bar width in characters
 
     def __init__(self, label: str):
         self.label = label
         self.interactive = sys.stdout.isatty()
-        self.last = ""  # the bar as last drawn, empty once finished
+        self.last = ""  # bar text as last drawn, empty once the line is finished
 
     def __call__(self, step: int, total_steps: int) -> None:
         filled = round(self.WIDTH * step / max(total_steps, 1))
@@ -180,6 +196,7 @@ class ProgressLine:
             self.finish("done")
 
     def finish(self, status: str) -> None:
+        """End the line with ``status``, unless it is already finished or nothing was drawn."""
         if not self.last:
             return
         print(f" {status}" if self.interactive else f"{self.last} {status}")

@@ -1,8 +1,8 @@
-"""Turning a folder of media files into manifest records: files that share a path without suffix form one record.
+"""Turn a folder of media files into manifest records, where files that share a path without suffix form one record.
 
-``shots/beach.jpg``, ``shots/beach.wav`` and ``shots/beach.txt`` become the record
-``shots/beach`` with an image, a sound and a caption; a file with no partner is a record
-of one modality. Files and folders whose names start with "." are ignored.
+For example, ``shots/beach.jpg``, ``shots/beach.wav`` and ``shots/beach.txt`` become the
+record ``shots/beach`` with an image, a sound and a caption. A file with no partner becomes a
+record of one modality. Files and folders whose names start with "." are ignored.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import soundfile
 logger = logging.getLogger(__name__)
 
 # Suffix -> built-in modality type. polyfuse reads more image formats (any that Pillow
-# opens) and audio formats (any that libsndfile reads); add their suffixes here to index them.
+# opens) and audio formats (any that libsndfile reads). Add their suffixes here to index them.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
-# libsndfile reads MP3 from version 1.1 on; older builds do not list it.
+# libsndfile reads MP3 from version 1.1.0 on, so MP3 is indexed only if the installed build lists it.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg") + ((".mp3",) if "MP3" in soundfile.available_formats() else ())
-SENSOR_SUFFIXES = (".npy", ".npz", ".csv")  # (time, channels) arrays; CSV may have a time column
+SENSOR_SUFFIXES = (".npy", ".npz", ".csv")  # (time, channels) arrays, where a CSV file may also have a time column
 TEXT_SUFFIXES = (".txt",)  # UTF-8 captions, stored inline in the manifest
 MODALITY_OF_SUFFIX = {
     **{suffix: "image" for suffix in IMAGE_SUFFIXES},
@@ -29,54 +29,57 @@ MODALITY_OF_SUFFIX = {
     **{suffix: "sensor" for suffix in SENSOR_SUFFIXES},
     **{suffix: "text" for suffix in TEXT_SUFFIXES},
 }
-FILES_KEY = "files"  # manifest key with each file's path relative to the folder and its modification time
+FILES_KEY = "files"  # manifest key that maps each file's path relative to the folder to its mtime in nanoseconds
 
 
 class MediaFolderError(ValueError):
-    """A file in the media folder cannot become part of a record; the message names the file and the fix."""
+    """Error for a media file or query that cannot become part of a record. The message names the file and the fix."""
 
 
 @dataclass
 class MediaScan:
-    """The records found in a media folder, and the files left out."""
+    """Records found in a media folder, and the files left out."""
 
-    folder: Path
-    records: list[dict[str, Any]]  # manifest records: "id", one key per model field, and FILES_KEY
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason), only with skip_unsupported
+    folder: Path  # absolute path of the scanned folder
+    records: list[dict[str, Any]]  # manifest records with "id", one key per model field, and FILES_KEY
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason) pairs, filled only with skip_unsupported
 
 
 def fields_by_modality(model_fields: Mapping[str, str]) -> dict[str, str]:
     """Return modality type -> model field, from the model's field -> modality type.
 
     Raises ``MediaFolderError`` when two fields share a type, because a file's suffix then
-    cannot tell which field it belongs to.
+    cannot show which field the file belongs to.
     """
     by_type: dict[str, str] = {}
     for field_name, modality_type in model_fields.items():
         if modality_type in by_type:
             raise MediaFolderError(
                 f"the model has two {modality_type} fields, '{by_type[modality_type]}' and '{field_name}', so a "
-                f"{modality_type} file cannot be assigned to one; write the manifest yourself and use 'polyfuse index'"
+                f"{modality_type} file cannot be assigned to one of them; write the manifest yourself and use 'polyfuse index'"
             )
         by_type[modality_type] = field_name
     return by_type
 
 
 def modality_of(path: Path) -> str | None:
-    """Return the modality type that the suffix of ``path`` stands for, or None for unsupported suffixes."""
+    """Return the modality type for the suffix of ``path`` (case-insensitive), or None for an unsupported suffix."""
     return MODALITY_OF_SUFFIX.get(path.suffix.lower())
 
 
 def scan_media(folder: str | Path, field_of_type: Mapping[str, str], *, skip_unsupported: bool = False) -> MediaScan:
-    """Group every file under ``folder`` into records for a model whose fields ``field_of_type`` maps.
+    """Group every file under ``folder`` into manifest records for a model.
 
-    A file with an unknown suffix, of a modality the model lacks, or an empty caption raises
-    ``MediaFolderError``, unless ``skip_unsupported`` is set, which leaves it out and lists
-    it in :attr:`MediaScan.skipped`. Two files of one modality with the same stem always raise.
+    ``field_of_type`` maps each modality type to the model's field, as
+    :func:`fields_by_modality` returns it. A file with an unknown suffix, a file of a modality
+    that the model lacks, or an empty caption raises ``MediaFolderError``. With
+    ``skip_unsupported``, such a file is left out and listed in :attr:`MediaScan.skipped`
+    instead. Two files of one modality with the same path without suffix, and a caption that
+    is not UTF-8, always raise.
     """
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
-        raise MediaFolderError(f"media folder {folder} does not exist or is not a folder; pass the folder that holds the files")
+        raise MediaFolderError(f"media folder {folder} not found or not a directory; pass the folder that contains the media files")
     records: dict[str, dict[str, Any]] = {}
     skipped: list[tuple[Path, str]] = []
     for path in _media_files(folder):
@@ -98,7 +101,7 @@ def scan_media(folder: str | Path, field_of_type: Mapping[str, str], *, skip_uns
                 "rename one so that each record has at most one file per modality"
             )
         record[field_name] = _value_of(path, field_name == field_of_type.get("text"))
-        # The modification time lets a later "add" run find records whose files changed.
+        # The modification time lets a later "add" run detect records whose files changed.
         record[FILES_KEY][relative.as_posix()] = path.stat().st_mtime_ns
     logger.info("Found %d records in %s (%d files left out)", len(records), folder, len(skipped))
     return MediaScan(folder, list(records.values()), skipped)
@@ -115,6 +118,7 @@ def _media_files(folder: Path) -> list[Path]:
 
 
 def _unsupported_reason(path: Path, field_of_type: Mapping[str, str]) -> str | None:
+    """Return why ``path`` cannot be indexed for the model, or None if it can."""
     modality = modality_of(path)
     if modality is None:
         suffixes = ", ".join(sorted(MODALITY_OF_SUFFIX))
@@ -127,7 +131,7 @@ def _unsupported_reason(path: Path, field_of_type: Mapping[str, str]) -> str | N
 
 
 def _value_of(path: Path, is_text: bool) -> str:
-    # Captions go into the manifest inline, because a manifest string names a file only for file modalities.
+    # Captions go into the manifest inline, because only file modalities read a manifest string as a path.
     return _read_caption(path).strip() if is_text else str(path)
 
 
@@ -135,4 +139,4 @@ def _read_caption(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise MediaFolderError(f"{path}: caption is not UTF-8 text ({error}); save it as UTF-8") from error
+        raise MediaFolderError(f"{path}: caption is not valid UTF-8 text ({error}); save it as UTF-8") from error

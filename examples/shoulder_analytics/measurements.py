@@ -1,7 +1,7 @@
-"""The three measurements of the shoulder analytics example: sensor-only classification, text -> sensor retrieval, robustness.
+"""Measurements of the shoulder analytics example: sensor-only classification, text -> sensor retrieval and robustness.
 
-Each function takes a trained model and the labelled manifests that the ``shoulder`` recipe
-writes, and returns plain values ready for JSON.
+Each measurement takes a trained model (or an index built with it) and the labelled
+manifests that the ``shoulder`` recipe writes, and returns plain values that JSON can encode.
 """
 
 from __future__ import annotations
@@ -20,18 +20,19 @@ from polyfuse.retrieval import RetrievalIndex, average_precision_at_k, evaluate_
 
 SENSOR = "sensor"
 TEXT = "text"
-RETRIEVAL_K = 10  # depth of the per-exercise text queries, the same as mAP@10's
+RETRIEVAL_K = 10  # hits per exercise-name query, equal to the depth of the mAP@10 that evaluate_retrieval reports
 
 
 @dataclass
 class Split:
-    """The records of one manifest: the sensor series as files, with their labels and metadata."""
+    """Records of one split manifest: sensor windows as NPY file paths, with their labels and metadata."""
 
     manifest: Path
-    records: list[dict[str, Any]]  # manifest lines as written by the recipe
+    records: list[dict[str, Any]]  # parsed manifest lines, as the recipe wrote them
 
     @classmethod
     def read(cls, manifest: Path) -> Split:
+        """Read a JSON-lines manifest, skipping blank lines."""
         lines = manifest.read_text(encoding="utf-8").splitlines()
         return cls(manifest, [json.loads(line) for line in lines if line.strip()])
 
@@ -48,30 +49,38 @@ class Split:
         return {record["label"]: record["exercise"] for record in self.records}
 
     def sensor_arrays(self) -> list[np.ndarray]:
-        """Load every record's (time, channels) window from its NPY file."""
+        """Load every record's (time, channels) window from its NPY file, relative to the manifest's folder."""
         return [np.load(self.manifest.parent / record[SENSOR]) for record in self.records]
 
 
 @dataclass
 class SensorProbe:
-    """A linear probe fitted on sensor-only latents of the training subjects."""
+    """Linear probe fitted on sensor-only latents of the training subjects."""
 
     result: ProbeResult
 
     def accuracy(self, latents: np.ndarray, labels: np.ndarray) -> float:
+        """Return the share of ``latents`` whose predicted label equals ``labels``."""
         return float(np.mean(self.result.model.predict(latents) == labels))
 
 
 def sensor_latents(model: MultimodalVAE, arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Encode (time, channels) arrays from the sensor alone: the posterior mean (N, latent_dim)."""
+    """Encode (time, channels) arrays with the sensor modality alone and return the posterior means (N, latent_dim)."""
     return encode_records(model, [{SENSOR: array} for array in arrays], [SENSOR]).mean
 
 
 def classify_from_sensor(model: MultimodalVAE, train: Split, test: Split) -> tuple[SensorProbe, dict[str, Any]]:
-    """Fit a probe on the training subjects' sensor latents and score it on the unseen test subjects."""
+    """Fit a linear probe on the training subjects' sensor latents and score it on the unseen test subjects.
+
+    Return the probe and a report with probe and k-NN accuracy, the majority-class baseline,
+    and accuracy per exercise and per test subject.
+    """
     overlap = set(train.subjects) & set(test.subjects)
     if overlap:
-        raise ValueError(f"subjects {sorted(overlap)} are in both splits, so the accuracy would not be subject-independent; rebuild the data set")
+        raise ValueError(
+            f"subjects {sorted(overlap)} are in both {train.manifest} and {test.manifest}, so the accuracy would not be "
+            "subject-independent; rebuild the data set with the shoulder recipe"
+        )
     train_latents = sensor_latents(model, train.sensor_arrays())
     test_latents = sensor_latents(model, test.sensor_arrays())
     probe = fit_linear_probe(train_latents, train.labels, test_latents, test.labels)
@@ -80,7 +89,7 @@ def classify_from_sensor(model: MultimodalVAE, train: Split, test: Split) -> tup
     per_exercise = {names[label]: float(np.mean(correct[test.labels == label])) for label in sorted(names)}
     subjects = np.asarray([record["subject"] for record in test.records])
     per_subject = {str(subject): float(np.mean(correct[subjects == subject])) for subject in test.subjects}
-    # The share of the most frequent test label: what always guessing that exercise scores.
+    # Majority-class baseline: the accuracy of always predicting the most frequent test exercise.
     chance = max(Counter(test.labels.tolist()).values()) / len(test.labels)
     report = {
         "probe_accuracy": probe.accuracy,
@@ -95,18 +104,19 @@ def classify_from_sensor(model: MultimodalVAE, train: Split, test: Split) -> tup
 
 
 def text_to_sensor_retrieval(index: RetrievalIndex, test: Split, query: str, top: int) -> dict[str, Any]:
-    """Measure text -> sensor retrieval on the test subjects, and answer one free-text query.
+    """Measure text -> sensor retrieval on the test subjects, and run one free-text query.
 
-    Three parts: class metrics over every test caption as a query (with its own record left
-    out), one query per exercise name with precision and AP at ``RETRIEVAL_K``, and the
-    ``top`` recordings nearest ``query``.
+    The report has three parts. The first is class-based metrics with every test caption as a
+    query, with the query's own record left out. The second is precision and AP at
+    ``RETRIEVAL_K`` for one query per exercise name. The third is the ``top`` recordings
+    nearest to ``query``.
     """
-    # 1. Every test caption as a query; a hit is relevant when it shows the caption's exercise.
+    # 1. Query with every test caption. A hit is relevant when it shows the caption's exercise.
     report = evaluate_retrieval(index, test.manifest, query_fields=[(TEXT,)], targets=[SENSOR], exclude_self=True, progress=False)
     pair = report.pair((TEXT,), SENSOR)
     captions = {"queries": pair.queries, "map_at_10": pair.map_at_k, "recall": {str(k): value for k, value in pair.recall.items()}}
 
-    # 2. One query per exercise, its name as a clinician would type it.
+    # 2. Query once per exercise, with its name in lower case as a clinician would type it.
     names = test.exercise_names()
     counts = Counter(test.labels.tolist())
     per_exercise = {}
@@ -118,7 +128,7 @@ def text_to_sensor_retrieval(index: RetrievalIndex, test: Split, query: str, top
             "ap_at_10": float(average_precision_at_k(relevance, np.asarray([counts[label]]), RETRIEVAL_K)[0]),
         }
 
-    # 3. The free-text query.
+    # 3. Run the free-text query.
     hits = index.search([{TEXT: query}], SENSOR, k=top)[0].hits
     found = [
         {"id": hit.record_id, "score": hit.score, "exercise": hit.metadata["exercise"], "subject": hit.metadata["subject"],
@@ -132,19 +142,19 @@ def robustness(model: MultimodalVAE, probe: SensorProbe, test: Split, noise_leve
     """Score the clean-data probe on test series with one channel zeroed, and with Gaussian noise added.
 
     Noise at level s has, per series and channel, a standard deviation of s times that
-    channel's own, so every channel is hit in proportion to its range.
+    channel's own standard deviation in the series, so the noise scales with each channel's spread.
     """
     arrays = test.sensor_arrays()
     labels = test.labels
     channel_names = model.modalities[SENSOR].config.channel_names or tuple(f"channel_{c}" for c in range(arrays[0].shape[1]))
     report: dict[str, Any] = {"clean": probe.accuracy(sensor_latents(model, arrays), labels), "zeroed_channel": {}, "noise": {}}
 
-    # 1. A dead channel, such as a failed gyroscope axis, reads as zeros.
+    # 1. Zero one channel at a time, as a dead channel such as a failed gyroscope axis reads.
     for channel, name in enumerate(channel_names):
         zeroed = [_with_zero_channel(array, channel) for array in arrays]
         report["zeroed_channel"][name] = probe.accuracy(sensor_latents(model, zeroed), labels)
 
-    # 2. Sensor noise on every channel, the same draws for every run with this seed.
+    # 2. Add noise to every channel. Runs with the same seed draw the same noise.
     rng = np.random.default_rng(seed)
     for level in noise_levels:
         noisy = [array + rng.normal(size=array.shape) * level * array.std(axis=0, keepdims=True) for array in arrays]

@@ -1,11 +1,13 @@
-"""Analyse smartwatch recordings of shoulder physiotherapy: which exercise, recordings that match a description, and sensor faults.
+"""Analyse smartwatch recordings of shoulder physiotherapy: exercise classification, text search and sensor faults.
 
     python examples/shoulder_analytics/shoulder_analytics.py --source ../shared/data --out runs/shoulder-analytics
 
-Builds the ``shoulder`` data set (windows of 6-axis IMU data, split by subject), trains a
-model on the sensor series and captions of the exercise names, then measures on the unseen
-test subjects. Rerunning with the same ``--out`` and ``--epochs`` reuses the trained model,
-because training resumes from its finished checkpoint.
+The script builds the ``shoulder`` data set (windows of 6-axis IMU data, split by subject) and
+trains a model on the sensor series and on captions that name the exercises. It then measures
+which exercise the sensor shows, which recordings match a text description, and how a dead or
+noisy channel affects classification, all on the unseen test subjects. Rerunning with the same
+``--out`` and ``--epochs`` reuses the trained model, because training resumes from its
+finished checkpoint.
 """
 
 from __future__ import annotations
@@ -43,45 +45,45 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--source", type=Path, required=True, help="folder that contains shoulder_watch/shoulder_watch.npz")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the data set, the model, the index and summary.json")
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs of the model")
-    parser.add_argument("--limit", type=int, help="at most this many windows per split, balanced over exercises (for quick trials)")
-    parser.add_argument("--query", default="abduction", help="free-text description to find matching recordings for")
-    parser.add_argument("--top", type=int, default=5, help="recordings listed for --query")
-    parser.add_argument("--noise", type=float, nargs="+", default=[0.1, 0.3, 1.0], help="noise levels, each a multiple of every channel's standard deviation")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the captions, training and noise")
+    parser.add_argument("--source", type=Path, required=True, help="data folder that contains shoulder_watch/shoulder_watch.npz")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for the data set, the model, the index and summary.json")
+    parser.add_argument("--epochs", type=int, default=60, help="number of training epochs for the model")
+    parser.add_argument("--limit", type=int, help="maximum number of windows per split, balanced over exercises (for quick trials)")
+    parser.add_argument("--query", default="abduction", help="free-text description of the recordings to search for")
+    parser.add_argument("--top", type=int, default=5, help="number of recordings to list for --query")
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.1, 0.3, 1.0], help="noise levels, each a multiple of every channel's standard deviation in its window")
+    parser.add_argument("--threads", type=int, default=0, help="number of torch CPU threads (0 keeps torch's default)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the captions, training and noise")
     return parser
 
 
 def analyse(args: argparse.Namespace) -> dict[str, Any]:
-    """Run every step and write the summary; return it."""
+    """Build the data set, train the model, run the three measurements, and write and return the summary."""
     started = time.perf_counter()
 
-    # 1. The data set: train subjects 1-8, test subjects 9 and 10, as the recipe splits them.
+    # 1. Build the data set. The recipe puts subjects 1-8 in the train split and 9 and 10 in the test split.
     print(f"Building the {RECIPE} data set from {args.source}")
     built = get_host().datasets.get(RECIPE)().build(args.out / "data", source=args.source, seed=args.seed, limit=args.limit)
     train_split, test_split = Split.read(built.manifests["train"]), Split.read(built.manifests["test"])
 
-    # 2. The model, on sensor windows and captions, with the recipe's suggested settings.
+    # 2. Train the model on sensor windows and captions, with the settings that the recipe suggests.
     model_dir = args.out / "model"
     print(f"Training on {len(train_split.records)} windows for {args.epochs} epochs")
     run_config = RunConfig.from_file(built.config).with_training(epochs=args.epochs, num_threads=args.threads, seed=args.seed)
     train(built.manifests["train"], model_dir, run_config, fields=[SENSOR, TEXT])
     model = MultimodalVAE.from_pretrained(model_dir)
 
-    # 3. Which exercise, from the sensor alone.
+    # 3. Classify the exercise from the sensor alone.
     print("Measuring sensor-only classification")
     probe, classification = classify_from_sensor(model, train_split, test_split)
 
-    # 4. Recordings that match a description: text -> sensor over the test subjects.
+    # 4. Find recordings that match a description: text -> sensor over the test subjects.
     print("Measuring text -> sensor retrieval")
     build_index(model_dir, test_split.manifest, args.out / "index", fields=[SENSOR, TEXT], progress=False, seed=args.seed)
     index = RetrievalIndex.load(args.out / "index", model=model)
     retrieval = text_to_sensor_retrieval(index, test_split, args.query, args.top)
 
-    # 5. The same probe when a channel is dead or noisy.
+    # 5. Score the same probe when a channel is dead or noisy.
     print("Measuring robustness to a zeroed channel and to noise")
     faults = robustness(model, probe, test_split, args.noise, args.seed)
 

@@ -1,10 +1,10 @@
-"""Pieces shared by the learned generators: latent normalisation and the embedding of conditions.
+"""Latent normalisation and condition embedding, shared by the learned generators (GAN and diffusion).
 
 Both generators work on latents standardised per dimension with statistics of the
 training targets, so noise schedules and initialisations see unit-scale data whatever
-scale the VAE's latent has. A condition is the fused posterior of the given modalities
-(mean and log-variance, in the same standardised space). "No condition" has its own
-learned embedding, which classifier-free guidance contrasts the condition with.
+the scale of the VAE's latent. A condition is the fused posterior of the given modalities
+(mean and log-variance, in the same standardised space). The absence of a condition has
+its own learned null embedding, which classifier-free guidance contrasts with the condition.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from polyfuse.fusion import product_of_experts
 from polyfuse.generation.latents import LatentDataset
 from polyfuse.generator import Condition, GeneratorConfig
 
-# Keeps standardisation finite for latent dimensions that the VAE left unused.
+# Minimum std of a latent dimension, which keeps standardisation finite for dimensions that the VAE left unused.
 _MIN_STD = 1e-3
 
 
@@ -28,7 +28,7 @@ class LatentGeneratorConfig(GeneratorConfig):
     """Settings that the GAN and diffusion generators share."""
 
     condition_dropout: float = 0.15  # probability of training a row without its condition, in [0, 1)
-    sample_targets: bool = True  # train on draws from each record's posterior (True) or on its mean
+    sample_targets: bool = True  # if True, train on draws from each record's posterior, otherwise on its mean
 
     def __post_init__(self) -> None:
         require(0 <= self.condition_dropout < 1, f"condition_dropout must be in [0, 1), got {self.condition_dropout}")
@@ -36,7 +36,7 @@ class LatentGeneratorConfig(GeneratorConfig):
 
 
 class LatentNormalizer(nn.Module):
-    """Per-dimension standardisation of latents, with statistics saved in the state dict."""
+    """Per-dimension standardisation of latents, with the mean and std saved in the state dict."""
 
     def __init__(self, latent_dim: int):
         super().__init__()
@@ -45,9 +45,11 @@ class LatentNormalizer(nn.Module):
 
     @torch.no_grad()
     def fit(self, latents: LatentDataset, sample_targets: bool) -> None:
-        """Set the statistics of the training targets: posterior draws when ``sample_targets``, else posterior means.
+        """Set the mean and std to those of the training targets, the product of each record's present experts.
 
-        The variance of draws is the variance of the means plus the mean posterior variance.
+        The targets are posterior draws if ``sample_targets`` is True and posterior means
+        otherwise. The variance of draws is computed without drawing, as the variance of the
+        means plus the mean posterior variance (the law of total variance).
         """
         posterior = product_of_experts(latents.experts)
         variance = posterior.mean.var(dim=0)  # (D,)
@@ -63,12 +65,15 @@ class LatentNormalizer(nn.Module):
         return latents * self.std + self.mean
 
     def normalize_logvar(self, logvar: torch.Tensor) -> torch.Tensor:
-        """Return the log-variance in the standardised space: dividing by std subtracts 2 log std."""
+        """Return ``logvar`` in the standardised space, where dividing by std subtracts 2 log(std)."""
         return logvar - 2.0 * torch.log(self.std)
 
 
 class ConditionEmbedding(nn.Module):
-    """Maps a condition (mean and log-variance, (B, D) each) to (B, embedding_dim); dropped rows get a learned null embedding."""
+    """Network that maps a condition's mean and log-variance, (B, D) each, to an embedding (B, embedding_dim).
+
+    Rows marked unconditional get a learned null embedding instead.
+    """
 
     def __init__(self, latent_dim: int, embedding_dim: int):
         super().__init__()
@@ -87,7 +92,10 @@ class ConditionEmbedding(nn.Module):
 def condition_inputs(
     normalizer: LatentNormalizer, condition: Condition | None, num_samples: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return the standardised condition mean, log-variance and the unconditional mask for sampling."""
+    """Return the standardised condition mean and log-variance and the unconditional mask, for sampling.
+
+    Without a condition, the mean and log-variance are zeros and every row is marked unconditional.
+    """
     dim = normalizer.mean.shape[0]
     if condition is None:
         zeros = torch.zeros(num_samples, dim, device=device)

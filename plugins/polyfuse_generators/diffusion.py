@@ -1,13 +1,13 @@
 """The ``diffusion`` generator: a denoising diffusion model over the shared latent, with classifier-free guidance.
 
-Training follows DDPM (Ho et al. 2020) with diffusers' ``DDPMScheduler``: a random timestep,
-noise added to a standardised target latent, and a regression of the velocity (or noise, or
-clean latent). The condition is the fused posterior of a random subset of the record's
-modalities. It is dropped with probability ``condition_dropout``, so the same network also
-predicts unconditionally, and sampling mixes the two predictions as
-``uncond + guidance_scale * (cond - uncond)`` (Ho and Salimans 2022). Sampling uses DDIM
-or DPM-Solver++ from diffusers. Neither clips nor thresholds samples, because latents are
-not bounded to [-1, 1].
+Training follows DDPM (Ho et al. 2020) with diffusers' ``DDPMScheduler``. Each row gets a
+random timestep and noise added to its standardised target latent, and the network regresses
+the velocity (or the noise, or the clean latent). The condition is the fused posterior of a
+random subset of the record's modalities. It is dropped with probability
+``condition_dropout``, so the same network also predicts unconditionally, and sampling mixes
+the two predictions as ``uncond + guidance_scale * (cond - uncond)`` (classifier-free
+guidance, Ho and Salimans 2022). Sampling uses DDIM or DPM-Solver++ from diffusers. Neither
+sampler clips or thresholds samples, because latents are not bounded to [-1, 1].
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ class DiffusionConfig(LatentGeneratorConfig):
     """Settings of the diffusion generator."""
 
     hidden_dim: int = 256  # width of the denoiser's residual MLP
-    num_layers: int = 4  # modulated residual blocks of the denoiser
+    num_layers: int = 4  # number of modulated residual blocks in the denoiser
     embedding_dim: int = 128  # width of the timestep and condition embeddings
-    num_train_timesteps: int = 1000  # diffusion steps of the training noise schedule
+    num_train_timesteps: int = 1000  # number of timesteps in the training noise schedule
     beta_schedule: str = "squaredcos_cap_v2"  # diffusers beta schedule: "linear", "scaled_linear" or "squaredcos_cap_v2"
     # What the denoiser predicts: "v_prediction", "epsilon" or "sample". The velocity keeps the
     # clean-latent estimate well conditioned at the last timesteps, where the noise prediction
@@ -51,7 +51,7 @@ class DiffusionConfig(LatentGeneratorConfig):
     learning_rate: float = 1e-3  # AdamW step size
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     grad_clip_norm: float = 1.0  # maximum global gradient norm, 0 turns clipping off
-    ema_decay: float = 0.999  # decay of the exponential moving average of weights used for sampling, 0 turns it off
+    ema_decay: float = 0.999  # decay of the exponential moving average of weights that sampling uses, 0 turns it off
     num_inference_steps: int = 50  # default denoising steps when sampling, in [1, num_train_timesteps]
     guidance_scale: float = 2.0  # default classifier-free guidance scale: 0 unconditional, 1 conditional, > 1 stronger
     sampler: str = "ddim"  # default sampler: "ddim" or "dpm" (DPM-Solver++, second order)
@@ -85,7 +85,7 @@ class DiffusionGenerator(Generator):
         config = self.config
         self.normalizer = LatentNormalizer(latent_dim)
         self.denoiser = Denoiser(latent_dim, config.hidden_dim, config.num_layers, config.embedding_dim)
-        # The averaged copy is part of the state dict, so saved generators sample with it.
+        # The EMA copy is part of the state dict, so saved generators sample with the averaged weights.
         self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False) if config.ema_decay > 0 else None
         self._training_scheduler: Any = None
 
@@ -107,7 +107,7 @@ class DiffusionGenerator(Generator):
         clean = self.normalizer.normalize(pairs.targets)
         device = clean.device
 
-        # 1. Noise at a random timestep per row.
+        # 1. Add noise at a random timestep per row, and pick the regression target.
         noise = torch.randn(clean.shape, generator=generator, device=device)
         timesteps = torch.randint(0, config.num_train_timesteps, (clean.shape[0],), generator=generator, device=device)
         noisy = scheduler.add_noise(clean, noise, timesteps)
@@ -118,7 +118,7 @@ class DiffusionGenerator(Generator):
         else:
             target = clean
 
-        # 2. Regression of the target, then the optimizer and the weight average.
+        # 2. Regress the target, step the optimizer and update the weight average.
         mean = self.normalizer.normalize(pairs.condition_mean)
         logvar = self.normalizer.normalize_logvar(pairs.condition_logvar)
         prediction = self.denoiser(noisy, timesteps, mean, logvar, pairs.unconditional)
@@ -144,7 +144,7 @@ class DiffusionGenerator(Generator):
     def _update_ema(self, step: int) -> None:
         if self.ema_denoiser is None:
             return
-        # The warm-up (1 + step) / (10 + step) keeps early averages from holding the random initialisation.
+        # The warm-up decay (1 + step) / (10 + step) keeps early averages from retaining the random initialisation.
         decay = min(self.config.ema_decay, (1 + step) / (10 + step))
         for average, current in zip(self.ema_denoiser.parameters(), self.denoiser.parameters()):
             average.lerp_(current, 1.0 - decay)
@@ -175,13 +175,14 @@ class DiffusionGenerator(Generator):
     ) -> torch.Tensor:
         """Denoise ``num_samples`` latents from Gaussian noise.
 
-        Options: ``num_inference_steps`` (int in [1, num_train_timesteps]), ``guidance_scale``
-        (float >= 0, used only with a condition) and ``sampler`` ("ddim" or "dpm"); missing
-        ones take the config's defaults.
+        Options are ``num_inference_steps`` (int in [1, num_train_timesteps]), ``guidance_scale``
+        (float >= 0, used only with a condition) and ``sampler`` ("ddim" or "dpm"). Missing
+        options take the config's defaults. Each step is reported to ``callback``, and
+        ``GenerationCancelled`` is raised when the callback returns False.
         """
         from diffusers.utils.torch_utils import randn_tensor
 
-        # 1. Inputs and the sampler's timesteps.
+        # 1. Check the inputs and set the sampler's timesteps.
         self.check_sample_inputs(num_samples, condition)
         options = self.resolve_sample_options(**options)
         device = self.normalizer.mean.device
@@ -192,7 +193,7 @@ class DiffusionGenerator(Generator):
         guided = condition is not None and guidance_scale != 1.0
         network = self.ema_denoiser if self.ema_denoiser is not None else self.denoiser
 
-        # 2. The reverse process, reporting each step.
+        # 2. Run the reverse process and report each step.
         latents = randn_tensor((num_samples, self.latent_dim), generator=generator, device=device) * scheduler.init_noise_sigma
         total = len(scheduler.timesteps)
         for index, timestep in enumerate(scheduler.timesteps):
@@ -215,7 +216,7 @@ class DiffusionGenerator(Generator):
             if callback is not None and callback(index + 1, total) is False:
                 raise GenerationCancelled(index + 1, total)
 
-        # 3. Back to the VAE's latent space.
+        # 3. Map the latents back to the VAE's latent space.
         return self.normalizer.denormalize(latents)
 
     def _sampling_scheduler(self, sampler: str) -> Any:
@@ -255,10 +256,12 @@ def check_num_inference_steps(value: Any, num_train_timesteps: int) -> None:
 
 
 def check_guidance_scale(value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"guidance_scale must be a finite number >= 0 (0 unconditional, 1 conditional, > 1 stronger), got {value!r}")
 
 
 def check_sampler(value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of :data:`SAMPLERS`."""
     if value not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {value!r}")

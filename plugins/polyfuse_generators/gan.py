@@ -1,13 +1,13 @@
 """The ``gan`` generator: a conditional GAN with an R1 gradient penalty in the shared latent.
 
 The generator maps noise and a condition (the fused posterior of some modalities, or
-none) to a standardised latent; the critic scores (latent, condition) pairs. Training uses
-the non-saturating GAN loss with the R1 penalty on the critic's gradient at real latents
-(Mescheder et al. 2018), which converges where unregularised GANs oscillate. On small
-latent data sets it also learned conditional clusters in far fewer steps than WGAN-GP
-(Gulrajani et al. 2017) in our tests. After fitting, mode coverage of the unconditional
-samples is measured, and a collapse onto a few modes is logged as a warning and stored
-in the fit output.
+none) to a standardised latent. The critic scores (latent, condition) pairs. Training uses
+the non-saturating GAN loss with the R1 penalty on the critic's gradient at real latents,
+which Mescheder et al. (2018) show to converge locally where unregularised GAN training
+can oscillate. In informal runs on small latent data sets, which no benchmark in this
+repository records, it also learned conditional clusters in far fewer steps than WGAN-GP
+(Gulrajani et al. 2017). After fitting, the mode coverage of unconditional samples is
+measured and stored in the fit output, and a collapse onto a few modes is logged as a warning.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class GANConfig(LatentGeneratorConfig):
 
     noise_dim: int = 32  # dimensions of the generator's input noise
     hidden_dim: int = 256  # width of the generator's and critic's residual MLPs
-    num_layers: int = 3  # modulated residual blocks in each network
+    num_layers: int = 3  # number of modulated residual blocks in each network
     embedding_dim: int = 128  # width of the condition embedding
     learning_rate: float = 2e-4  # Adam step size of both networks
     betas: tuple[float, float] = (0.0, 0.99)  # Adam (beta1, beta2); beta1 0 avoids momentum chasing a moving critic
@@ -44,8 +44,12 @@ class GANConfig(LatentGeneratorConfig):
     gradient_penalty: float = 1.0  # R1 weight gamma: the loss adds gamma / 2 times the squared critic gradient at real latents
     diagnostic_samples: int = 2000  # samples drawn after fitting to measure mode coverage, >= 2
     diagnostic_clusters: int = 20  # k-means clusters of the real latents that count as modes, >= 2
-    min_mode_coverage: float = 0.8  # below this share of real mass reached, samples count as collapsed, in [0, 1]
-    min_diversity_ratio: float = 0.5  # below this ratio of pairwise distances, samples count as collapsed, >= 0
+    # Samples count as collapsed when the clusters they reach contain less than this share of
+    # the real latents, in [0, 1].
+    min_mode_coverage: float = 0.8
+    # Samples also count as collapsed when their mean pairwise distance is less than this
+    # multiple of the real latents' mean pairwise distance, >= 0.
+    min_diversity_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -96,7 +100,8 @@ class GANGenerator(Generator):
         real = self.normalizer.normalize(pairs.targets).requires_grad_(True)
         condition = (self.normalizer.normalize(pairs.condition_mean), self.normalizer.normalize_logvar(pairs.condition_logvar), pairs.unconditional)
 
-        # 1. Critic: real pairs up, generated pairs down, plus the R1 penalty at real latents.
+        # 1. Update the critic to score real pairs higher and generated pairs lower, with the R1
+        # penalty at real latents.
         with torch.no_grad():
             fake = self.generator(self._noise(real.shape[0], generator, real.device), *condition)
         real_scores = self.critic(real, *condition)
@@ -114,7 +119,8 @@ class GANGenerator(Generator):
             "fake_score": float(fake_scores.detach().mean()),
         }
 
-        # 2. Generator, once per critic_steps critic updates, with the non-saturating loss.
+        # 2. Update the generator once per critic_steps critic updates, with the non-saturating
+        # loss. The critic is frozen meanwhile, so its parameters get no gradients.
         if (step + 1) % config.critic_steps == 0:
             self.critic.requires_grad_(False)
             generated = self.generator(self._noise(real.shape[0], generator, real.device), *condition)
@@ -133,7 +139,10 @@ class GANGenerator(Generator):
 
     @torch.no_grad()
     def diagnose(self, latents: LatentDataset, generator: torch.Generator) -> dict[str, Any]:
-        """Measure mode coverage of unconditional samples against the training targets; warn when they collapsed."""
+        """Measure the mode coverage of unconditional samples against the training targets, and return the diagnostics.
+
+        Logs a warning if the samples look collapsed.
+        """
         from polyfuse.evaluation.diversity import mode_coverage
 
         config = self.config
@@ -155,8 +164,8 @@ class GANGenerator(Generator):
         }
         if collapsed:
             logger.warning(
-                "GAN samples look collapsed: they reach clusters holding %.0f%% of the real latents (minimum %.0f%%) and their "
-                "pairwise distances are %.2f times the real ones (minimum %.2f). Train longer or lower learning_rate, "
+                "GAN samples look collapsed: the clusters they reach contain %.0f%% of the real latents (minimum %.0f%%), and "
+                "their mean pairwise distance is %.2f times the real one (minimum %.2f). Train longer or lower learning_rate, "
                 "then check the diagnostics again",
                 100 * measured.coverage,
                 100 * config.min_mode_coverage,
@@ -179,7 +188,10 @@ class GANGenerator(Generator):
         callback: StepCallback | None = None,
         **options: Any,
     ) -> torch.Tensor:
-        """Map noise to latents in one generator pass, reported to ``callback`` as step 1 of 1."""
+        """Map noise to ``num_samples`` latents in one generator pass and report it to ``callback`` as step 1 of 1.
+
+        Raises ``GenerationCancelled`` if the callback returns False.
+        """
         self.check_sample_inputs(num_samples, condition)
         self.resolve_sample_options(**options)
         device = self.normalizer.mean.device

@@ -15,14 +15,15 @@ from .conditioning import ConditionEmbedding
 
 
 class ModulatedBlock(nn.Module):
-    """Layer norm, scale and shift from the embedding, then a two-layer MLP added back to the input."""
+    """Residual block: layer norm, scale and shift from the embedding, then a two-layer MLP added to the input."""
 
     def __init__(self, hidden_dim: int, embedding_dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_dim, elementwise_affine=False)
         self.modulation = nn.Linear(embedding_dim, 2 * hidden_dim)
         self.body = nn.Sequential(nn.Linear(hidden_dim, 2 * hidden_dim), nn.SiLU(), nn.Linear(2 * hidden_dim, hidden_dim))
-        # Starting each block at zero makes the whole network start as the identity path.
+        # Zero-initialising the last layer makes each block start as the identity, so the stack of
+        # blocks starts as the identity between the input and output projections.
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
 
@@ -32,7 +33,7 @@ class ModulatedBlock(nn.Module):
 
 
 class ModulatedMLP(nn.Module):
-    """Input projection, ``num_layers`` modulated blocks, then a projection to ``output_dim``."""
+    """Residual MLP: an input projection, ``num_layers`` modulated blocks, then a projection to ``output_dim``."""
 
     def __init__(self, input_dim: int, output_dim: int, hidden_dim: int, num_layers: int, embedding_dim: int):
         super().__init__()
@@ -49,7 +50,10 @@ class ModulatedMLP(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """Predicts the noise (or velocity, or clean latent) of a noisy latent at a timestep, given a condition."""
+    """Diffusion network that predicts the noise, velocity or clean latent of a noisy latent at a timestep, given a condition.
+
+    Which of the three it predicts is set by the generator's ``prediction_type``.
+    """
 
     def __init__(self, latent_dim: int, hidden_dim: int, num_layers: int, embedding_dim: int):
         super().__init__()
@@ -75,7 +79,7 @@ class Denoiser(nn.Module):
 
 
 class LatentGenerator(nn.Module):
-    """The GAN generator: noise (B, noise_dim) and a condition to a latent (B, D)."""
+    """GAN generator network that maps noise (B, noise_dim) and a condition to a latent (B, D)."""
 
     def __init__(self, noise_dim: int, latent_dim: int, hidden_dim: int, num_layers: int, embedding_dim: int):
         super().__init__()
@@ -89,7 +93,7 @@ class LatentGenerator(nn.Module):
 
 
 class LatentCritic(nn.Module):
-    """The GAN critic: a latent (B, D) and its condition to one unbounded score per row (B,).
+    """GAN critic network that maps a latent (B, D) and its condition to one unbounded score per row (B,).
 
     It has no batch normalisation, because the gradient penalty needs each row's score to
     depend on that row alone.

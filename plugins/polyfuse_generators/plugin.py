@@ -1,4 +1,4 @@
-"""Entry point of the built-in latent generators."""
+"""Plugin entry point that registers the built-in latent generators with polyfuse."""
 
 from polyfuse.hookspecs import hookimpl
 
@@ -9,6 +9,7 @@ from .vae import VAEPriorGenerator
 
 @hookimpl
 def register_generators(register):
+    """Register the ``vae``, ``gan`` and ``diffusion`` generators."""
     register(VAEPriorGenerator)
     register(GANGenerator)
     register(DiffusionGenerator)

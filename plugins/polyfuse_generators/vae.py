@@ -21,14 +21,14 @@ POSTERIOR_MODES = ("sample", "mean")
 class VAEPriorConfig(GeneratorConfig):
     """Settings of the VAE prior generator."""
 
-    posterior: str = "sample"  # conditional latents: "sample" draws from the fused posterior, "mean" takes its mean
+    posterior: str = "sample"  # conditional latents: "sample" draws from the fused posterior, and "mean" takes its mean
 
     def __post_init__(self) -> None:
         require(self.posterior in POSTERIOR_MODES, f"posterior must be one of {', '.join(POSTERIOR_MODES)}, got {self.posterior!r}")
 
 
 class VAEPriorGenerator(Generator):
-    """Samples the prior N(0, I), or the fused posterior of the conditioning modalities."""
+    """Generator that samples the prior N(0, I), or the fused posterior of the conditioning modalities."""
 
     name = "vae"
     config_class = VAEPriorConfig
@@ -46,7 +46,10 @@ class VAEPriorGenerator(Generator):
         callback: StepCallback | None = None,
         **options: Any,
     ) -> torch.Tensor:
-        """Draw latents in one step, reported to ``callback`` as step 1 of 1."""
+        """Draw ``num_samples`` latents in one step and report it to ``callback`` as step 1 of 1.
+
+        Raises ``GenerationCancelled`` if the callback returns False.
+        """
         self.check_sample_inputs(num_samples, condition)
         self.resolve_sample_options(**options)
         if condition is None:
