@@ -125,3 +125,22 @@ def test_cli_reference_is_current():
 
     written = (REPO / "docs" / "cli.md").read_text()
     assert written == render_reference(), "docs/cli.md is out of date: run python -m polyfuse.cli.reference > docs/cli.md"
+
+
+def test_demo_headline_lists_main_figures(tmp_path):
+    from polyfuse.cli.demo import headline
+
+    results = {
+        "classification": {"image+text": {"probe": 0.99}, "image": {"probe": 0.9}, "text": {"probe": 1.0}},
+        "coherence": {"generators": {"diffusion": {"pairs": {"image -> text": 0.95, "text -> image": 0.9, "image+text -> image": 1.0}, "joint": 0.8}}},
+        "retrieval": {"pairs": [
+            {"query": ["image"], "target": "text", "map_at_10": 0.97},
+            {"query": ["image"], "target": "image", "map_at_10": 0.99},
+        ]},
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"results": results}))
+    lines = headline(path)
+    assert lines[0] == "Classification from the fused latent (image+text), linear probe: 0.990"
+    assert lines[1] == "Coherence of generator 'diffusion' from one modality: image -> text 0.95, text -> image 0.90; joint 0.80"
+    assert lines[2] == "Cross-modal retrieval mAP@10: image -> text 0.970"

@@ -46,8 +46,10 @@ def headline(results_path: Path) -> list[str]:
         everything = max(classification, key=lambda subset: subset.count("+"))
         lines.append(f"Classification from the fused latent ({everything}), linear probe: {classification[everything]['probe']:.3f}")
     for name, measured in results.get("coherence", {}).get("generators", {}).items():
-        pairs = ", ".join(f"{pair} {value:.2f}" for pair, value in measured.get("pairs", {}).items())
-        lines.append(f"Coherence of generator '{name}': {pairs}; joint {measured.get('joint', float('nan')):.2f}")
+        # Single-source pairs only; report.html has every subset.
+        single = {pair: value for pair, value in measured.get("pairs", {}).items() if "+" not in pair.split("->")[0]}
+        pairs = ", ".join(f"{pair} {value:.2f}" for pair, value in single.items())
+        lines.append(f"Coherence of generator '{name}' from one modality: {pairs}; joint {measured.get('joint', float('nan')):.2f}")
     cross = [pair for pair in results.get("retrieval", {}).get("pairs", []) if pair["query"] != [pair["target"]] and pair["target"] != "fused"]
     if cross:
         lines.append("Cross-modal retrieval mAP@10: " + ", ".join(f"{'+'.join(pair['query'])} -> {pair['target']} {pair['map_at_10']:.3f}" for pair in cross[:6]))
