@@ -137,6 +137,17 @@ def test_augment_is_seeded_and_keeps_padding_zero():
     assert first.data[1].abs().sum() == 0
 
 
+def test_augment_channel_dropout_zeroes_one_channel():
+    sensor = modality(length=16, channels=3, augment_channel_dropout=1.0)
+    values = np.random.default_rng(0).normal(size=(16, 3)) + 5.0  # no channel is zero by chance
+    batch = sensor.collate([sensor.prepare(values) for _ in range(50)])
+    augmented = sensor.augment(batch, torch.Generator().manual_seed(0))
+    silent = (augmented.data[:, :3].abs().sum(dim=-1) == 0)  # (B, C)
+    assert (silent.sum(dim=1) == 1).all()
+    assert set(silent.float().argmax(dim=1).tolist()) == {0, 1, 2}
+    assert torch.equal(augmented.data[:, 3:], batch.data[:, 3:])  # the observed-mask rows are kept
+
+
 def test_save_npy_and_csv(tmp_path):
     sensor = modality(channel_names=("ax", "ay"))
     value = sensor.postprocess(torch.randn(3, 32), length=10)

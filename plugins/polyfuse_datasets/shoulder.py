@@ -56,7 +56,7 @@ SHOULDER_TRAIN_CONFIG: dict[str, Any] = {
             "channels": 6, "sample_rate": 50.0, "input_sample_rate": 50.0,
             "channel_names": ["ax", "ay", "az", "wx", "wy", "wz"],
             "length": WINDOW_SAMPLES, "length_mode": "pad", "normalize": "none",
-            "augment_scale": 0.1, "augment_noise": 0.02,
+            "augment_scale": 0.1, "augment_noise": 0.02, "augment_channel_dropout": 0.3,
         },
         "text": {"max_length": 64},
     },

@@ -52,6 +52,7 @@ class SensorConfig(ModalityConfig):
     augment_rotate: float = 0.0  # maximum random rotation of channels 0 and 1 as a 2-D vector, in degrees
     augment_time_warp: float = 0.0  # maximum random change of local speed in training, as a fraction
     augment_noise: float = 0.0  # standard deviation of Gaussian noise added in training, in normalised units
+    augment_channel_dropout: float = 0.0  # probability that training zeroes one random channel of a series, as a dead sensor would
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +71,7 @@ class SensorConfig(ModalityConfig):
         require(0 <= self.augment_rotate <= 180, f"augment_rotate must be in [0, 180] degrees, got {self.augment_rotate}")
         require(0 <= self.augment_time_warp < 1, f"augment_time_warp must be in [0, 1), got {self.augment_time_warp}")
         require(self.augment_noise >= 0, f"augment_noise must be >= 0, got {self.augment_noise}")
+        require(0 <= self.augment_channel_dropout <= 1, f"augment_channel_dropout must be in [0, 1], got {self.augment_channel_dropout}")
 
 
 @dataclass
@@ -137,7 +139,7 @@ class SensorModality(Modality):
 
     def augment(self, batch: ModalityBatch, generator: torch.Generator) -> ModalityBatch:
         config = self.config
-        if not (config.augment_scale or config.augment_rotate or config.augment_time_warp or config.augment_noise):
+        if not (config.augment_scale or config.augment_rotate or config.augment_time_warp or config.augment_noise or config.augment_channel_dropout):
             return batch
         count, device = batch.data.shape[0], batch.data.device
         values, observed = batch.data[:, : config.channels].clone(), batch.data[:, config.channels :]
@@ -155,6 +157,11 @@ class SensorModality(Modality):
             values, observed = _time_warp(values, observed, batch.lengths, uniform(config.augment_time_warp))
         if config.augment_noise:
             values = values + config.augment_noise * torch.randn(values.shape, generator=generator, device=device)
+        if config.augment_channel_dropout:
+            dropped = torch.rand(count, generator=generator, device=device) < config.augment_channel_dropout  # (B,)
+            channel = torch.randint(config.channels, (count,), generator=generator, device=device)  # (B,)
+            dead = torch.nn.functional.one_hot(channel, config.channels).bool() & dropped.unsqueeze(1)  # (B, C)
+            values = values.masked_fill(dead.unsqueeze(-1), 0.0)
         values = values * observed  # keep padding and filled gaps out of reach of the noise
         data = torch.cat([values, observed], dim=1) * batch.present.view(-1, 1, 1)
         return ModalityBatch(data, batch.present, batch.lengths)
