@@ -124,7 +124,8 @@ def text_to_sensor_retrieval(index: RetrievalIndex, test: Split, query: str, top
         hits = index.search([{TEXT: name.lower()}], SENSOR, k=RETRIEVAL_K)[0].hits
         relevance = np.asarray([[hit.label == label for hit in hits]])  # (1, k)
         per_exercise[name] = {
-            "precision_at_10": float(relevance.mean()),
+            # Divided by k, not by the hits returned, so an index of fewer than k records is not flattered.
+            "precision_at_10": float(relevance.sum() / RETRIEVAL_K),
             "ap_at_10": float(average_precision_at_k(relevance, np.asarray([counts[label]]), RETRIEVAL_K)[0]),
         }
 
