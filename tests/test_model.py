@@ -138,3 +138,19 @@ def test_saved_files_get_usual_permissions(tmp_path, tiny_model):
     for path in (tmp_path / "model").iterdir():
         if path.is_file():
             assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "line 1: invalid JSON"),
+        ('{"format": "other"}', "is not a polyfuse model config"),
+        ('{"format": "polyfuse-model", "format_version": 999}', "uses model config format 999, newer than this polyfuse"),
+    ],
+)
+def test_read_model_config_rejects_bad_files(tmp_path, content, message):
+    from polyfuse.model import MODEL_FORMAT, read_model_config
+
+    (tmp_path / "config.json").write_text(content.replace("polyfuse-model", MODEL_FORMAT))
+    with pytest.raises(CheckpointError, match=message):
+        read_model_config(tmp_path)

@@ -16,7 +16,7 @@ from .config import config_from_dict, config_to_dict, require
 from .errors import CheckpointError, PolyfuseWarning, RegistryError
 from .fusion import FUSION_METHODS, Experts, fuse
 from .modality import Modality, ModalityBatch
-from .persistence import atomic_write_json, iter_stale_files, load_tensors, save_tensors, sha256_of_file
+from .persistence import atomic_write_json, iter_stale_files, load_tensors, read_versioned_json, save_tensors, sha256_of_file
 from .posterior import DiagonalGaussian, GaussianMixture
 
 if TYPE_CHECKING:
@@ -273,22 +273,14 @@ def _present_rows(batch: ModalityBatch, rows: torch.Tensor) -> ModalityBatch:
 
 def read_model_config(folder: Path) -> dict[str, Any]:
     """Read and check ``config.json`` of a saved model folder."""
-    import json
-
     config_path = folder / CONFIG_NAME
-    if not config_path.is_file():
-        raise CheckpointError(f"no {CONFIG_NAME} in {folder}; pass the folder that save_pretrained or 'polyfuse train --out' wrote")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{config_path} line {error.lineno}: invalid JSON ({error.msg})") from error
-    if config.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{config_path} is not a polyfuse model config (format {config.get('format')!r})")
-    if config.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise CheckpointError(
-            f"{config_path} uses model format {config['format_version']}, newer than this polyfuse "
-            f"({__version__}) reads; upgrade polyfuse"
-        )
+    config = read_versioned_json(
+        config_path,
+        format=MODEL_FORMAT,
+        max_version=MODEL_FORMAT_VERSION,
+        kind="model config",
+        missing_message=f"no {CONFIG_NAME} in {folder}; pass the folder that save_pretrained or 'polyfuse train --out' wrote",
+    )
     saved_version = str(config.get("polyfuse_version", "0"))
     if saved_version.split(".")[0] != __version__.split(".")[0]:
         warnings.warn(

@@ -16,10 +16,13 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ._version import __version__
+from .errors import CheckpointError
+
 logger = logging.getLogger(__name__)
 
-# mkstemp creates files readable by the owner only; written files get the usual permissions
-# instead, 0o666 minus the process umask (read once, because reading it means setting it).
+# mkstemp creates files readable by the owner only, so written files get the usual permissions
+# instead: 0o666 minus the process umask. The umask is read once, because reading it means setting it.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
@@ -96,6 +99,28 @@ def iter_stale_files(folder: Path, pattern: str, keep: set[str]) -> Iterator[Pat
     for candidate in folder.glob(pattern):
         if candidate.name not in keep:
             yield candidate
+
+
+def read_versioned_json(path: Path, *, format: str, max_version: int, kind: str, missing_message: str) -> dict[str, Any]:
+    """Read a polyfuse JSON file and check its ``format`` and ``format_version``.
+
+    Raises :class:`~polyfuse.errors.CheckpointError` with ``missing_message`` when the file
+    is missing, and with a message naming the file when it is not valid JSON, has another
+    format or comes from a newer polyfuse. ``kind`` names the file, for example "model config".
+    """
+    if not path.is_file():
+        raise CheckpointError(missing_message)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path} line {error.lineno}: invalid JSON ({error.msg})") from error
+    if data.get("format") != format:
+        raise CheckpointError(f"{path} is not a polyfuse {kind} (format {data.get('format')!r})")
+    if data.get("format_version", 0) > max_version:
+        raise CheckpointError(
+            f"{path} uses {kind} format {data['format_version']}, newer than this polyfuse ({__version__}) reads; upgrade polyfuse"
+        )
+    return data
 
 
 def _fsync_file(path: Path) -> None:

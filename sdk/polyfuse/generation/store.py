@@ -9,7 +9,6 @@ fingerprint differs from the model's, because its latents would mean something e
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -21,7 +20,7 @@ from .._version import __version__
 from ..config import config_from_dict
 from ..errors import CheckpointError, ConfigError, RegistryError
 from ..generator import Generator
-from ..persistence import atomic_write_json, iter_stale_files, load_tensors, save_tensors, sha256_of_file
+from ..persistence import atomic_write_json, iter_stale_files, load_tensors, read_versioned_json, save_tensors, sha256_of_file
 
 logger = logging.getLogger(__name__)
 
@@ -113,18 +112,13 @@ def save_generator(
 
 def read_generator_config(folder: Path) -> dict[str, Any]:
     """Read and check the ``config.json`` of a saved generator folder."""
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"no {CONFIG_NAME} in {folder}; train the generator with 'polyfuse train-generator' first")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path} line {error.lineno}: invalid JSON ({error.msg})") from error
-    if config.get("format") != GENERATOR_FORMAT:
-        raise CheckpointError(f"{path} is not a polyfuse generator config (format {config.get('format')!r})")
-    if config.get("format_version", 0) > GENERATOR_FORMAT_VERSION:
-        raise CheckpointError(f"{path} uses generator format {config['format_version']}, newer than polyfuse {__version__} reads; upgrade polyfuse")
-    return config
+    return read_versioned_json(
+        folder / CONFIG_NAME,
+        format=GENERATOR_FORMAT,
+        max_version=GENERATOR_FORMAT_VERSION,
+        kind="generator config",
+        missing_message=f"no {CONFIG_NAME} in {folder}; train the generator with 'polyfuse train-generator' first",
+    )
 
 
 def load_generator(

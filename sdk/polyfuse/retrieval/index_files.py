@@ -7,7 +7,6 @@ not store: the metric, the model fingerprint, the search parameter and the remov
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
 import shutil
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 from .._version import __version__
 from ..config import config_from_dict
 from ..errors import CheckpointError
-from ..persistence import atomic_write, atomic_write_json
+from ..persistence import atomic_write, atomic_write_json, read_versioned_json
 from ._faiss import import_faiss
 
 METRICS = ("cosine", "l2")
@@ -106,18 +105,13 @@ def read_index_files(path: Path, mmap: bool | None) -> tuple[Any, IndexSettings,
 
 def _read_settings(path: Path) -> IndexSettings:
     sidecar = settings_path(path)
-    if not sidecar.is_file():
-        raise CheckpointError(f"no settings file {sidecar} beside {path}; pass an index written by VectorIndex.save")
-    try:
-        description = json.loads(sidecar.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{sidecar} line {error.lineno}: invalid JSON ({error.msg})") from error
-    if description.get("format") != FORMAT:
-        raise CheckpointError(f"{sidecar} is not a polyfuse vector index settings file (format {description.get('format')!r})")
-    if description.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{sidecar} uses format {description['format_version']}, newer than this polyfuse ({__version__}) reads; upgrade polyfuse"
-        )
+    description = read_versioned_json(
+        sidecar,
+        format=FORMAT,
+        max_version=FORMAT_VERSION,
+        kind="vector index settings file",
+        missing_message=f"no settings file {sidecar} beside {path}; pass an index written by VectorIndex.save",
+    )
     try:
         return IndexSettings(
             config=config_from_dict(VectorIndexConfig, description["config"], f"{sidecar} 'config'"),
