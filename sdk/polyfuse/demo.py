@@ -1,8 +1,8 @@
 """The main job behind ``polyfuse demo``: data set, training, generator, index, evaluation and report.
 
 Without a data folder it uses scikit-learn's bundled handwritten digits with captions, so
-it runs right after installation; with the digits source folder (MNIST, spoken digits and
-pen trajectories) it runs on the real paired data set. Each step is an ordinary polyfuse
+it runs right after installation. Given the digits source folder (MNIST, spoken digits and
+pen trajectories), it runs on the real paired data set. Each step is an ordinary polyfuse
 API call, so the demo doubles as an example of the whole workflow.
 """
 
@@ -31,7 +31,7 @@ StepCallback = Callable[[str], None]
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo runs on and where it writes."""
+    """Settings of one demo run: its data, output folder, budgets and seed."""
 
     data_dir: Path | None = None  # folder with mnist/, fsdd/ and pendigits/; None uses scikit-learn's digits
     out: Path = Path("runs/demo")  # folder for the data set, model, index and report
@@ -52,7 +52,7 @@ class DemoConfig:
 
 @dataclass
 class DemoOutput:
-    """Where the demo wrote its results, and how long each step took in seconds."""
+    """Paths of the demo's report and results, and the seconds each step took."""
 
     report: Path
     results: Path

@@ -28,7 +28,7 @@ PartCallback = Callable[[str], None]
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """Which parts of the suite run, and their budgets."""
+    """Selection of the suite's parts and their training and sampling budgets."""
 
     fields: tuple[str, ...] = ()  # fields to evaluate; empty means every field of the model
     classification: bool = True  # probe and k-NN accuracy per subset (needs a training manifest)

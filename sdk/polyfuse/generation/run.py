@@ -50,8 +50,8 @@ def train_generator(
 ) -> GeneratorRunOutput:
     """Fit a generator of type ``generator_type`` on the latents of ``manifest`` and save it in ``model_dir``.
 
-    ``config`` must be an instance of the generator's own config class (``None`` uses its
-    defaults); ``name`` is the folder under ``generators/`` and defaults to the type.
+    ``config`` must be an instance of the generator's own config class, and ``None`` uses its
+    defaults. ``name`` is the folder under ``generators/`` and defaults to the type.
     """
     from ..plugins import get_host
 
