@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data pairing, training and sampling")
     parser.add_argument("--limit", type=int, help="records per split, for a quick run")
-    parser.add_argument("--vae-epochs", type=int, help="override the epochs of the generation run config")
+    parser.add_argument("--vae-epochs", type=int, help="override the epochs of the image+audio+sensor model (the generation run config sets 150)")
     parser.add_argument("--captioned-epochs", type=int, default=50,
                         help="epochs of the model with text, whose caption decoder makes each epoch about four times slower")
     parser.add_argument("--generator-epochs", type=int, default=300, help="epochs of gan and diffusion training")
@@ -97,7 +97,7 @@ def main() -> None:
     run_config = generation_run_config(work)
     steps = {name: model_steps(args, work, run_config, fields) for name, fields in models.items()}
     if args.parallel:
-        # 1-2. Each model's chain of training commands in its own worker; the chains share no files.
+        # 1-2. Each model's chain of training commands runs in its own worker. The chains write to different folders.
         with ThreadPoolExecutor(max_workers=len(steps)) as pool:
             for future in [pool.submit(run_steps, chain, env, timings) for chain in steps.values()]:
                 future.result()
